@@ -1,0 +1,3 @@
+"""synthloop: train on synthetic data without collapse."""
+
+__version__ = "0.1.0"

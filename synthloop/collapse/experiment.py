@@ -1,0 +1,533 @@
+"""The recursive-training experiment: generation after generation, a model trained on data
+written by its predecessor, under each data policy.
+
+Protocol (Shumailov et al. 2024, with from-scratch models as in Gerstgrasser et al. 2024):
+
+* The real corpus is cut into blocks of ``block_tokens`` tokens and split, by a fixed seed, into
+  train and held-out test blocks.
+* Generation 0 trains on the real train blocks. The model of generation ``k`` continues every
+  real train block (its first ``prompt_tokens`` tokens as the prompt) with ``new_tokens`` new
+  tokens; only the new tokens form the synthetic record, whose ``generation`` is ``k + 1``.
+* Generation ``k + 1`` trains, from the same starting weights, on the policy's mix of real and
+  synthetic data (:mod:`synthloop.collapse.policies`).
+* Each generation is measured: perplexity on held-out real text; per-sample perplexity of its
+  generated data under the generation-0 model; diversity and tail retention of that data.
+
+Every finished generation leaves ``metrics.json`` (written last, atomically) beside its
+datasets, so rerunning the same command resumes after the last finished generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synthloop import __version__
+from synthloop.collapse.data import make_blocks, split_corpus
+from synthloop.collapse.metrics import log_bins, ppl_summary, text_metrics, word_counts
+from synthloop.collapse.policies import Policy, mix, mix_summary, parse_policies
+from synthloop.errors import ConfigError
+from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
+from synthloop.models.params import GenParams, TrainParams
+from synthloop.models.registry import is_from_scratch, load_lm
+from synthloop.models.tokenizer import BPETokenizer
+from synthloop.progress import NullProgress, Progress
+from synthloop.records.io import (
+    read_parquet,
+    read_text_corpus,
+    write_parquet,
+    write_text_atomic,
+)
+from synthloop.records.schema import Generator, text_records
+
+PPL_BINS = log_bins(1.0, 1e4, 48)
+
+
+@dataclass
+class CollapseConfig:
+    """Everything that defines a collapse-lab run.
+
+    Attributes:
+        corpus: a text file or a folder of text files (``pattern``).
+        out: run folder (created; reused to resume).
+        model: ``tiny``/``small``/``gpt-125m`` (from scratch), ``smollm2-135m`` or a folder.
+        generations: model generations to train, counting generation 0 (trained on real data).
+        policies: comma-separated policy specs (see :mod:`synthloop.collapse.policies`).
+        seeds: number of seeds (0 .. seeds-1); a seed sets initialisation, data order, sampling
+            and mixing, never the train/test split (``split_seed``).
+        block_tokens: tokens per real record; ``prompt_tokens`` of each prompt the model;
+            ``new_tokens`` are written per synthetic record.
+        max_train_blocks, max_test_blocks: caps on the split's sides (a seeded subset).
+        vocab_size: BPE size of a from-scratch model's tokenizer.
+        tail_band: real-train word frequencies (inclusive) that count as the tail.
+    """
+
+    corpus: str
+    out: str
+    model: str = "tiny"
+    generations: int = 5
+    policies: str = "replace,keep-real:0.1,accumulate,filter:ppl-top:0.2"
+    seeds: int = 2
+    device: str = "cpu"
+    pattern: str = "*.txt"
+    block_tokens: int = 64
+    prompt_tokens: int = 64
+    new_tokens: int = 64
+    max_train_blocks: int | None = 1000
+    max_test_blocks: int | None = 400
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    vocab_size: int = 2048
+    train: TrainParams = field(default_factory=lambda: TrainParams(epochs=4.0, lr=3e-3))
+    decoding: GenParams = field(default_factory=lambda: GenParams(batch_size=512))
+    tail_band: tuple[int, int] = (3, 10)
+    keep_models: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tail_band"] = list(self.tail_band)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CollapseConfig:
+        d = dict(d)
+        d["train"] = TrainParams(**d["train"])
+        d["decoding"] = GenParams(**d["decoding"])
+        d["tail_band"] = tuple(d["tail_band"])
+        return cls(**d)
+
+    def validate(self) -> None:
+        if self.generations < 1:
+            raise ConfigError("--generations must be ≥ 1")
+        if self.seeds < 1:
+            raise ConfigError("--seeds must be ≥ 1")
+        if not 1 <= self.prompt_tokens <= self.block_tokens:
+            raise ConfigError("prompt tokens must be between 1 and the block size")
+        if self.new_tokens < 1 or self.block_tokens < 2:
+            raise ConfigError("new tokens must be ≥ 1 and blocks ≥ 2 tokens")
+        parse_policies(self.policies)
+        self.decoding.validate()
+
+    # Fields that may change between a run and its resumption: they only add work.
+    GROWABLE = ("generations", "policies", "seeds", "device", "keep_models", "out")
+
+    def fingerprint(self) -> str:
+        d = {k: v for k, v in self.to_dict().items() if k not in self.GROWABLE}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 31-bit seed derived from ``parts`` (stable across machines and Python versions)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big") >> 1
+
+
+@dataclass
+class _Context:
+    cfg: CollapseConfig
+    out: Path
+    base: LanguageModel
+    real_train: pa.Table
+    real_test: pa.Table
+    train_ids: list[list[int]]
+    test_ids: list[list[int]]
+    prompts: list[list[int]]
+    real_counts: Counter
+    run_tag: str
+    progress: Progress
+
+
+def _check_config(cfg: CollapseConfig, out: Path) -> None:
+    path = out / "config.json"
+    if path.exists():
+        try:
+            old = CollapseConfig.from_dict(json.loads(path.read_text())["config"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path}: unreadable run config ({e}); use a new --out") from None
+        if old.fingerprint() != cfg.fingerprint():
+            new, prev = cfg.to_dict(), old.to_dict()
+            diff = [k for k in new if k not in CollapseConfig.GROWABLE and new[k] != prev[k]]
+            name = diff[0] if diff else "?"
+            raise ConfigError(f"{out}: holds a run with a different '{name}' "
+                              f"({prev.get(name)!r}, now {new.get(name)!r}); "
+                              f"use a new --out to start another run")
+    write_text_atomic(json.dumps({"config": cfg.to_dict(), "fingerprint": cfg.fingerprint(),
+                                  "synthloop_version": __version__}, indent=2), path)
+
+
+def _base_model(cfg: CollapseConfig, out: Path, docs: list[tuple[str, str]]) -> LanguageModel:
+    device = resolve_device(cfg.device)
+    max_len = cfg.prompt_tokens + cfg.new_tokens + 1
+    seq_len = max(cfg.train.seq_len, max_len)
+    if is_from_scratch(cfg.model):
+        tok_path = out / "tokenizer.json"
+        if tok_path.exists():
+            tok = BPETokenizer.load(tok_path)
+        else:
+            tok = BPETokenizer.train([t for _, t in docs], vocab_size=cfg.vocab_size)
+            tok.save(tok_path)
+        return TinyLM.create(tok, size=cfg.model, max_len=seq_len + 1, seed=0, device=device)
+    return load_lm(cfg.model, device=device)
+
+
+def _prepare(cfg: CollapseConfig, progress: Progress) -> _Context:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_config(cfg, out)
+    docs = read_text_corpus(cfg.corpus, cfg.pattern)
+    progress.log(f"corpus: {len(docs)} files, {sum(len(t) for _, t in docs):,} characters")
+    base = _base_model(cfg, out, docs)
+    train_path, test_path = out / "data" / "real_train.parquet", out / "data" / "real_test.parquet"
+    if train_path.exists() and test_path.exists():
+        real_train, real_test = read_parquet(train_path), read_parquet(test_path)
+    else:
+        texts, sources = make_blocks(docs, base.encode, base.decode, cfg.block_tokens)
+        split = split_corpus(texts, sources, test_fraction=cfg.test_fraction,
+                             max_train=cfg.max_train_blocks, max_test=cfg.max_test_blocks,
+                             seed=cfg.split_seed)
+        real_train, real_test = split.train, split.test
+        write_parquet(real_test, test_path)
+        write_parquet(real_train, train_path)
+    train_texts = real_train.column("text").to_pylist()
+    train_ids = base.encode(train_texts)
+    prompts = [[base.bos_id] + ids[:cfg.prompt_tokens] for ids in train_ids]
+    return _Context(cfg=cfg, out=out, base=base, real_train=real_train, real_test=real_test,
+                    train_ids=train_ids, test_ids=base.encode(real_test.column("text")
+                                                              .to_pylist()),
+                    prompts=[p for p in prompts if len(p) > 1],
+                    real_counts=word_counts(train_texts), run_tag=cfg.fingerprint(),
+                    progress=progress)
+
+
+def _train(ctx: _Context, table: pa.Table, seed: int, label: str) -> tuple[LanguageModel, dict]:
+    cfg = ctx.cfg
+    model = ctx.base.fresh(derive_seed(seed, "init"))
+    ids = model.encode(table.column("text").to_pylist())
+    t0 = time.perf_counter()
+    state = {"started": False}
+
+    def tick(step: int, total: int, loss: float) -> None:
+        if not state["started"]:
+            ctx.progress.stage(f"{label}: train", total)
+            state["started"] = True
+        ctx.progress.advance()
+
+    losses = model.train(ids, cfg.train, seed=derive_seed(seed, label, "order"), progress=tick)
+    return model, {"train_seconds": time.perf_counter() - t0, "train_steps": len(losses),
+                   "train_loss_final": float(np.mean(losses[-max(1, len(losses) // 10):]))}
+
+
+def _test_ppl(ctx: _Context, model: LanguageModel) -> dict:
+    nll, n = model.nll(ctx.test_ids)
+    mean = float(nll.sum() / max(1, n.sum()))
+    return {"test_nll": mean, "test_ppl": float(math.exp(mean))}
+
+
+def _generate(ctx: _Context, model: LanguageModel, n_cand: int, seed: int, k: int,
+              label: str, run_id: str, scorer: LanguageModel) -> tuple[pa.Table, dict]:
+    """Write ``n_cand`` synthetic records with ``model`` (generation ``k``), scored by the
+    generation-0 ``scorer``. Prompts cycle through the real train blocks in order."""
+    cfg = ctx.cfg
+    params = GenParams(**{**cfg.decoding.to_dict(), "max_new_tokens": cfg.new_tokens})
+    sample_seed = derive_seed(seed, k, "sample")
+    rows = [i % len(ctx.prompts) for i in range(n_cand)]
+    t0 = time.perf_counter()
+    ctx.progress.stage(f"{label}: generate", n_cand)
+    new = model.generate([ctx.prompts[i] for i in rows], params, seed=sample_seed,
+                         progress=ctx.progress.advance)
+    gen_s = time.perf_counter() - t0
+    texts = model.decode(new)
+    t0 = time.perf_counter()
+    nll, count = scorer.nll(scorer.encode(texts))
+    ppl = np.exp(nll / np.maximum(count, 1))
+    parent_ids = ctx.real_train.column("id").to_pylist()
+    generator = Generator(model=f"{cfg.model}#gen{k}", weights_sha256=model.weights_sha256(),
+                          decoding=params.to_dict(), seed=sample_seed)
+    table = text_records(texts, origin="synthetic", generation=k + 1, generator=generator,
+                         parents=[[parent_ids[i]] for i in rows], run_id=run_id,
+                         extra={"gen0_ppl": ppl.tolist()})
+    return table, {"generate_seconds": gen_s, "score_seconds": time.perf_counter() - t0}
+
+
+def _select(policy: Policy, cands: pa.Table, n: int) -> tuple[pa.Table, pa.Table | None]:
+    """The policy's synthetic set from candidates: the first ``n``, or a filter's choice
+    (with the rejected records and their ``drop_reason``)."""
+    if policy.kind != "filter":
+        return cands.slice(0, n), None
+    pool = cands.slice(0, policy.n_candidates(n))
+    res = policy.filter_fn()(pool, n)
+    keep = pa.array(res.keep)
+    rejected = pool.filter(pc.invert(keep))
+    reasons = [f"{policy.spec}: {r}" for r, k in zip(res.reasons, res.keep, strict=True)
+               if not k]
+    rejected = rejected.append_column("drop_reason", pa.array(reasons, pa.string()))
+    return pool.filter(keep), rejected
+
+
+def _metrics(ctx: _Context, texts: list[str], ppl: np.ndarray) -> dict:
+    m = text_metrics(texts, ctx.real_counts, tail_band=tuple(ctx.cfg.tail_band))
+    m["sample_ppl"] = ppl_summary(ppl, PPL_BINS)
+    return m
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    write_text_atomic(json.dumps(obj, indent=1, allow_nan=True, default=_json_default), path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer | np.floating):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def _gen0(ctx: _Context, seed: int, policies: list[Policy]) -> tuple[LanguageModel, dict]:
+    """Train (or load) the seed's generation-0 model and its candidate synthetic data."""
+    d = ctx.out / "runs" / "_gen0" / f"seed{seed}"
+    n = ctx.real_train.num_rows
+    n_cand = max(p.n_candidates(n) for p in policies)
+    cand_path = d / "candidates.parquet"
+    if (d / "metrics.json").exists() and (d / "model").exists():
+        model = _load_model(ctx, d / "model")
+        cands = read_parquet(cand_path)
+        if cands.num_rows >= n_cand:
+            return model, json.loads((d / "metrics.json").read_text())
+    else:
+        label = f"seed {seed} gen 0"
+        model, train_info = _train(ctx, ctx.real_train, seed, label)
+        row = {**_test_ppl(ctx, model), **train_info}
+        model.save(d / "model")
+        row["weights_sha256"] = model.weights_sha256()
+        row["train"] = mix_summary(ctx.real_train)
+        _write_json(row, d / "train_info.json")
+    row = json.loads((d / "train_info.json").read_text())
+    run_id = f"collapse-{ctx.run_tag}/seed{seed}/gen0"
+    cands, times = _generate(ctx, model, n_cand, seed, 0, f"seed {seed} gen 0", run_id,
+                             scorer=model)
+    write_parquet(cands, cand_path)
+    first = cands.slice(0, n)
+    row.update(times)
+    row.update(_metrics(ctx, first.column("text").to_pylist(),
+                        np.asarray(first.column("gen0_ppl").to_pylist())))
+    _write_json(row, d / "metrics.json")
+    return model, row
+
+
+def _load_model(ctx: _Context, path: Path) -> LanguageModel:
+    if isinstance(ctx.base, TinyLM):
+        return TinyLM.load(path, device=ctx.base.device)
+    from synthloop.models.hf import HFLM
+
+    return HFLM.from_pretrained(path, device=ctx.base.device, name=ctx.base.name)
+
+
+def _policy_gen0(ctx: _Context, policy: Policy, seed: int, row0: dict) -> None:
+    """Materialise a policy's view of generation 0: its synthetic set and the shared row."""
+    d = ctx.out / "runs" / policy.slug / f"seed{seed}" / "gen0"
+    if (d / "metrics.json").exists():
+        return
+    cands = read_parquet(ctx.out / "runs" / "_gen0" / f"seed{seed}" / "candidates.parquet")
+    kept, rejected = _select(policy, cands, ctx.real_train.num_rows)
+    write_parquet(kept, d / "synthetic.parquet")
+    if rejected is not None:
+        write_parquet(rejected, d / "rejected.parquet")
+    row = {"policy": policy.spec, "seed": seed, "generation": 0, **row0}
+    if rejected is not None:
+        row["filter"] = {"kept": kept.num_rows, "dropped": rejected.num_rows}
+    _write_json(row, d / "metrics.json")
+
+
+def _step(ctx: _Context, policy: Policy, seed: int, k: int, scorer: LanguageModel) -> None:
+    """Generation ``k`` ≥ 1 of one policy and seed."""
+    base_dir = ctx.out / "runs" / policy.slug / f"seed{seed}"
+    d = base_dir / f"gen{k}"
+    if (d / "metrics.json").exists():
+        return
+    n = ctx.real_train.num_rows
+    synthetic = {j: read_parquet(base_dir / f"gen{j - 1}" / "synthetic.parquet")
+                 for j in range(1, k + 1)}
+    train_table = mix(policy, ctx.real_train, synthetic, k,
+                      np.random.default_rng(derive_seed(seed, policy.spec, k, "mix")))
+    write_parquet(train_table, d / "train.parquet")
+    label = f"seed {seed} {policy.spec} gen {k}"
+    model, row = _train(ctx, train_table, seed, f"{policy.spec}/gen{k}")
+    row = {"policy": policy.spec, "seed": seed, "generation": k, **_test_ppl(ctx, model),
+           **row, "weights_sha256": model.weights_sha256(), "train": mix_summary(train_table)}
+    run_id = f"collapse-{ctx.run_tag}/seed{seed}/{policy.slug}/gen{k}"
+    cands, times = _generate(ctx, model, policy.n_candidates(n), seed, k, label, run_id, scorer)
+    row.update(times)
+    first = cands.slice(0, n)
+    row.update(_metrics(ctx, first.column("text").to_pylist(),
+                        np.asarray(first.column("gen0_ppl").to_pylist())))
+    kept, rejected = _select(policy, cands, n)
+    write_parquet(kept, d / "synthetic.parquet")
+    if rejected is not None:
+        write_parquet(rejected, d / "rejected.parquet")
+        row["filter"] = {"kept": kept.num_rows, "dropped": rejected.num_rows}
+    if ctx.cfg.keep_models:
+        model.save(d / "model")
+    _write_json(row, d / "metrics.json")
+
+
+@dataclass
+class CollapseResult:
+    """What a run produced: the tidy rows, the paths, and the findings."""
+
+    out: Path
+    runs: list[dict]
+    findings: list[dict]
+    results_path: Path
+    report_path: Path | None
+
+    def summary_rows(self) -> list[dict]:
+        return summarise(self.runs)
+
+
+def run_collapse(cfg: CollapseConfig, progress: Progress | None = None,
+                 report: bool = True) -> CollapseResult:
+    """Run (or resume) the collapse experiment described by ``cfg``.
+
+    Writes under ``cfg.out``: ``config.json``, ``data/`` (real train/test), ``runs/<policy>/
+    seed<s>/gen<k>/`` (``train.parquet`` mix, ``synthetic.parquet``, ``rejected.parquet`` for
+    filters, ``metrics.json``), ``results.json`` and ``report.html``.
+    """
+    progress = progress or NullProgress()
+    cfg.validate()
+    policies = parse_policies(cfg.policies)
+    t0 = time.perf_counter()
+    ctx = _prepare(cfg, progress)
+    progress.log(f"data: {ctx.real_train.num_rows} train / {ctx.real_test.num_rows} test blocks "
+                 f"of {cfg.block_tokens} tokens; model {cfg.model} "
+                 f"({ctx.base.num_params():,} parameters) on {ctx.base.device}")
+    for seed in range(cfg.seeds):
+        scorer, row0 = _gen0(ctx, seed, policies)
+        _overall(progress)
+        for policy in policies:
+            _policy_gen0(ctx, policy, seed, row0)
+        for k in range(1, cfg.generations):
+            for policy in policies:
+                _step(ctx, policy, seed, k, scorer)
+                _overall(progress)
+        del scorer
+    runs = collect_rows(ctx.out, policies, cfg.seeds, cfg.generations)
+    findings = assess(runs)
+    results = {
+        "synthloop_version": __version__,
+        "config": cfg.to_dict(),
+        "model": {"spec": cfg.model, "parameters": ctx.base.num_params(),
+                  "device": str(ctx.base.device)},
+        "data": {"train_records": ctx.real_train.num_rows,
+                 "test_records": ctx.real_test.num_rows},
+        "baseline": {"real_test": text_metrics(ctx.real_test.column("text").to_pylist(),
+                                               ctx.real_counts, tuple(cfg.tail_band))},
+        "ppl_bins": PPL_BINS.tolist(),
+        "runs": runs,
+        "findings": findings,
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    results_path = ctx.out / "results.json"
+    _write_json(results, results_path)
+    report_path = None
+    if report:
+        from synthloop.collapse.report import write_report
+
+        report_path = write_report(results, ctx.out / "report.html")
+    return CollapseResult(ctx.out, runs, findings, results_path, report_path)
+
+
+def _overall(progress: Progress) -> None:
+    step = getattr(progress, "step_overall", None)
+    if step:
+        step()
+
+
+def total_units(cfg: CollapseConfig) -> int:
+    """Units of work of a run (one per model trained), for an overall progress bar."""
+    return cfg.seeds * (1 + (cfg.generations - 1) * len(parse_policies(cfg.policies)))
+
+
+def collect_rows(out: Path, policies: list[Policy], seeds: int, generations: int) -> list[dict]:
+    """The finished rows of a run folder, ordered by policy, seed and generation."""
+    rows = []
+    for p in policies:
+        for s in range(seeds):
+            for k in range(generations):
+                f = out / "runs" / p.slug / f"seed{s}" / f"gen{k}" / "metrics.json"
+                if f.exists():
+                    rows.append(json.loads(f.read_text()))
+    return rows
+
+
+def summarise(runs: list[dict], metric: str = "test_ppl") -> list[dict]:
+    """Per policy: the metric at generation 0 and at the last generation (mean and spread
+    over seeds), and the tail retention at both."""
+    out = []
+    for policy in dict.fromkeys(r["policy"] for r in runs):
+        rows = [r for r in runs if r["policy"] == policy]
+        last = max(r["generation"] for r in rows)
+
+        def at(g: int, key: str, rows=rows) -> np.ndarray:
+            return np.array([r[key] for r in rows if r["generation"] == g], dtype=float)
+
+        first_v, last_v = at(0, metric), at(last, metric)
+        out.append({
+            "policy": policy, "last_generation": last, "seeds": len(last_v),
+            f"{metric}_gen0": float(first_v.mean()), f"{metric}_last": float(last_v.mean()),
+            f"{metric}_change": float(last_v.mean() - first_v.mean()),
+            f"{metric}_spread": float(_spread(first_v) + _spread(last_v)),
+            "tail_retention_gen0": float(at(0, "tail_retention").mean()),
+            "tail_retention_last": float(at(last, "tail_retention").mean()),
+        })
+    return out
+
+
+def _spread(v: np.ndarray) -> float:
+    return float(v.max() - v.min()) if v.size > 1 else 0.0
+
+
+def assess(runs: list[dict]) -> list[dict]:
+    """Check the run against what the literature found; one finding per expectation.
+
+    A change counts only if it exceeds the spread over seeds (max − min at generation 0 plus
+    max − min at the last generation).
+    """
+    by = {s["policy"]: s for s in summarise(runs)} if runs else {}
+    findings = []
+
+    def add(name: str, holds: bool | None, detail: str) -> None:
+        findings.append({"expectation": name, "holds": holds, "detail": detail})
+
+    rep = by.get("replace")
+    if rep and rep["last_generation"] > 0:
+        add("replace degrades held-out perplexity beyond the seed spread",
+            rep["test_ppl_change"] > rep["test_ppl_spread"],
+            f"test ppl {rep['test_ppl_gen0']:.1f} → {rep['test_ppl_last']:.1f} "
+            f"(change {rep['test_ppl_change']:+.1f}, seed spread {rep['test_ppl_spread']:.1f})")
+        add("replace loses the tail",
+            rep["tail_retention_last"] < rep["tail_retention_gen0"],
+            f"tail retention {rep['tail_retention_gen0']:.3f} → "
+            f"{rep['tail_retention_last']:.3f}")
+    acc = by.get("accumulate")
+    if acc and acc["last_generation"] > 0:
+        add("accumulate does not degrade",
+            acc["test_ppl_change"] <= acc["test_ppl_spread"],
+            f"test ppl {acc['test_ppl_gen0']:.1f} → {acc['test_ppl_last']:.1f} "
+            f"(change {acc['test_ppl_change']:+.1f}, seed spread {acc['test_ppl_spread']:.1f})")
+    keep = next((v for k, v in by.items() if k.startswith("keep-real:")), None)
+    if keep and rep and keep["last_generation"] > 0:
+        add(f"{keep['policy']} degrades less than replace",
+            keep["test_ppl_change"] < rep["test_ppl_change"],
+            f"change {keep['test_ppl_change']:+.1f} vs replace {rep['test_ppl_change']:+.1f}")
+    return findings
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(CollapseConfig)]

@@ -1,0 +1,277 @@
+"""Reading and writing record datasets: plain text, JSONL, CSV and Parquet.
+
+Readers fail with one :class:`~synthloop.errors.InputError` line naming the file, line/row and
+field at fault. Writers are atomic: they write a temporary file beside the target and rename it,
+so a crash never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from synthloop.errors import InputError
+from synthloop.records.schema import PROVENANCE_COLUMNS, validate_provenance, with_provenance
+
+#: Default cap on one record's size in bytes (a guard against runaway lines).
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+
+
+def _utf8(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(f"{path}: line {line}: not valid UTF-8 "
+                         f"(byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a file")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def text_files(path: str | Path, pattern: str = "*.txt") -> list[Path]:
+    """The text files of a corpus: the file itself, or a folder's files matching ``pattern``
+    (recursively), sorted by path so the order is the same on every machine."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.rglob(pattern) if f.is_file())
+    if not files:
+        raise InputError(f"{p}: no files matching '{pattern}' in this folder")
+    return files
+
+
+def read_text_corpus(path: str | Path, pattern: str = "*.txt") -> list[tuple[str, str]]:
+    """Read a plain-text corpus as ``(file name, text)`` documents, one per file.
+
+    Text is decoded as strict UTF-8 (a byte-order mark is dropped) and line endings are
+    normalised to ``\\n``. Empty files are an error: a corpus must hold text.
+    """
+    docs = []
+    for f in text_files(path, pattern):
+        text = _utf8(_read_bytes(f), f).lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+        if not text.strip():
+            raise InputError(f"{f}: empty file (no text)")
+        docs.append((str(f.relative_to(path) if Path(path).is_dir() else f.name), text))
+    return docs
+
+
+def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[tuple[int, dict]]:
+    data = _read_bytes(path)
+    if not data.strip():
+        raise InputError(f"{path}: empty file (no records)")
+    text = _utf8(data, path)
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        if len(line) > max_record_bytes:
+            raise InputError(f"{path}: line {lineno}: record is {len(line):,} characters, over "
+                             f"the limit of {max_record_bytes:,}")
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: line {lineno}: invalid JSON ({e.msg} at column "
+                             f"{e.colno})") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}: line {lineno}: expected a JSON object, "
+                             f"got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def read_jsonl(path: str | Path, *, required: Sequence[str] = (),
+               text_field: str | None = "text",
+               max_record_bytes: int = MAX_RECORD_BYTES) -> pa.Table:
+    """Read a JSONL file (one JSON object per line) into an Arrow table.
+
+    Args:
+        required: fields every object must have.
+        text_field: a field that must be a string where present (``None`` to skip the check).
+        max_record_bytes: reject any line longer than this.
+    """
+    p = Path(path)
+    rows = []
+    for lineno, obj in _jsonl_rows(p, max_record_bytes):
+        for name in required:
+            if name not in obj:
+                raise InputError(f"{p}: line {lineno}: missing field '{name}'")
+        if text_field and text_field in obj and not isinstance(obj[text_field], str):
+            raise InputError(f"{p}: line {lineno}: field '{text_field}' must be a string, "
+                             f"got {type(obj[text_field]).__name__}")
+        rows.append(obj)
+    if not rows:
+        raise InputError(f"{p}: empty file (no records)")
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"{p}: inconsistent field types across lines ({e})") from None
+
+
+def read_csv(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
+    """Read a CSV file with a header row into an Arrow table (types inferred)."""
+    p = Path(path)
+    data = _read_bytes(p)
+    _utf8(data, p)
+    if not data.strip():
+        raise InputError(f"{p}: empty file (no records)")
+    try:
+        table = pacsv.read_csv(io.BytesIO(data))
+    except pa.ArrowInvalid as e:
+        raise InputError(f"{p}: malformed CSV ({str(e).splitlines()[0]})") from None
+    if table.num_rows == 0:
+        raise InputError(f"{p}: no rows below the header")
+    _require_columns(table, required, p)
+    return table
+
+
+def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
+    """Read a Parquet file, or a folder of Parquet shards, into an Arrow table."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    files = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
+    if not files:
+        raise InputError(f"{p}: no .parquet files in this folder")
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
+                from None
+    try:
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    except pa.ArrowInvalid as e:
+        raise InputError(f"{p}: shards have different schemas ({e})") from None
+    if table.num_rows == 0:
+        raise InputError(f"{p}: no rows")
+    _require_columns(table, required, p)
+    return table
+
+
+def _require_columns(table: pa.Table, required: Sequence[str], path: Path) -> None:
+    for name in required:
+        if name not in table.column_names:
+            have = ", ".join(table.column_names) or "none"
+            raise InputError(f"{path}: missing column '{name}' (columns: {have})")
+
+
+def read_records(path: str | Path, *, text_column: str | None = "text",
+                 required: Sequence[str] = ()) -> pa.Table:
+    """Read any supported dataset into a record table with provenance columns.
+
+    ``.jsonl``/``.json``, ``.csv``, ``.parquet`` (or a folder of shards) and plain text
+    (``.txt``; one record per file) are recognised by suffix. Tables without provenance get
+    real-data provenance (origin ``real``, generation 0); tables with it are validated.
+
+    Args:
+        text_column: for text data, the column holding the text, which must be strings.
+        required: further columns that must be present.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if p.is_dir() and any(p.glob("*.parquet")):
+        table = read_parquet(p)
+    elif suffix in (".jsonl", ".json", ".ndjson"):
+        table = read_jsonl(p, text_field=text_column)
+    elif suffix == ".csv":
+        table = read_csv(p)
+    elif suffix in (".parquet", ".pq"):
+        table = read_parquet(p)
+    elif suffix in TEXT_SUFFIXES or p.is_dir():
+        docs = read_text_corpus(p)
+        table = pa.table({"text": [t for _, t in docs], "source": [n for n, _ in docs]})
+    elif not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    else:
+        raise InputError(f"{p}: unknown format '{suffix}' (expected .jsonl, .csv, .parquet "
+                         f"or .txt)")
+    _require_columns(table, required, p)
+    if text_column and text_column in table.column_names:
+        col = table.schema.field(text_column).type
+        if not (pa.types.is_string(col) or pa.types.is_large_string(col)):
+            raise InputError(f"{p}: column '{text_column}' has type {col}, expected string")
+        nulls = table.column(text_column).null_count
+        if nulls:
+            first = table.column(text_column).to_pylist().index(None)
+            raise InputError(f"{p}: row {first}: field '{text_column}' is null")
+    if any(c in table.column_names for c in PROVENANCE_COLUMNS):
+        if not all(c in table.column_names for c in PROVENANCE_COLUMNS):
+            missing = [c for c in PROVENANCE_COLUMNS if c not in table.column_names]
+            raise InputError(f"{p}: has some provenance columns but not '{missing[0]}'")
+        validate_provenance(table, str(p))
+        return table
+    return with_provenance(table)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(table: pa.Table, path: str | Path) -> Path:
+    """Write ``table`` to Parquet atomically (zstd); returns the path."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def write_jsonl(table: pa.Table, path: str | Path) -> Path:
+    """Write ``table`` as JSONL (one object per row, UTF-8) atomically; returns the path."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for row in table.to_pylist():
+            fh.write(json.dumps(row, ensure_ascii=False, default=str))
+            fh.write("\n")
+    return Path(path)
+
+
+def write_records(table: pa.Table, path: str | Path) -> Path:
+    """Write a record table by suffix: ``.parquet`` or ``.jsonl``."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return write_parquet(table, path)
+    if suffix in (".jsonl", ".ndjson"):
+        return write_jsonl(table, path)
+    raise InputError(f"{path}: cannot write format '{suffix}' (use .parquet or .jsonl)")
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write a UTF-8 text file atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)
