@@ -86,14 +86,14 @@ def collapse(
                                                     "block.")] = 64,
     new_tokens: Annotated[int, typer.Option(help="Tokens written per synthetic record.")] = 64,
     max_train_blocks: Annotated[int, typer.Option(help="Cap on real train blocks "
-                                                       "(0: no cap).")] = 1000,
+                                                       "(0: no cap).")] = 800,
     max_test_blocks: Annotated[int, typer.Option(help="Cap on test blocks (0: no cap).")] = 400,
     test_fraction: Annotated[float, typer.Option(help="Share of blocks held out.")] = 0.1,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary of a from-scratch "
                                                  "model.")] = 2048,
-    epochs: Annotated[float, typer.Option(help="Training passes per generation.")] = 4.0,
-    batch_size: Annotated[int, typer.Option(help="Sequences per training step.")] = 32,
+    epochs: Annotated[float, typer.Option(help="Training passes per generation.")] = 3.0,
+    batch_size: Annotated[int, typer.Option(help="Sequences per training step.")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,

@@ -83,12 +83,13 @@ class CollapseConfig:
     block_tokens: int = 64
     prompt_tokens: int = 64
     new_tokens: int = 64
-    max_train_blocks: int | None = 1000
+    max_train_blocks: int | None = 800
     max_test_blocks: int | None = 400
     test_fraction: float = 0.1
     split_seed: int = 0
     vocab_size: int = 2048
-    train: TrainParams = field(default_factory=lambda: TrainParams(epochs=4.0, lr=3e-3))
+    train: TrainParams = field(
+        default_factory=lambda: TrainParams(epochs=3.0, batch_size=8, lr=3e-3))
     decoding: GenParams = field(default_factory=lambda: GenParams(batch_size=512))
     tail_band: tuple[int, int] = (3, 10)
     keep_models: bool = False
@@ -164,10 +165,19 @@ def _check_config(cfg: CollapseConfig, out: Path) -> None:
                                   "synthloop_version": __version__}, indent=2), path)
 
 
+def train_params(cfg: CollapseConfig) -> TrainParams:
+    """The run's training parameters, with the packed sequence long enough for two records
+    and for a prompt plus its continuation (so every position used is a trained one)."""
+    need = max(2 * (cfg.block_tokens + 1), cfg.prompt_tokens + cfg.new_tokens + 1)
+    if cfg.train.seq_len >= need:
+        return cfg.train
+    return TrainParams(**{**cfg.train.to_dict(), "seq_len": need})
+
+
 def _base_model(cfg: CollapseConfig, out: Path, docs: list[tuple[str, str]]) -> LanguageModel:
     device = resolve_device(cfg.device)
-    max_len = cfg.prompt_tokens + cfg.new_tokens + 1
-    seq_len = max(cfg.train.seq_len, max_len)
+    # A little headroom: re-tokenised records can be a few tokens longer than their block.
+    seq_len = train_params(cfg).seq_len + 16
     if is_from_scratch(cfg.model):
         tok_path = out / "tokenizer.json"
         if tok_path.exists():
@@ -175,7 +185,7 @@ def _base_model(cfg: CollapseConfig, out: Path, docs: list[tuple[str, str]]) -> 
         else:
             tok = BPETokenizer.train([t for _, t in docs], vocab_size=cfg.vocab_size)
             tok.save(tok_path)
-        return TinyLM.create(tok, size=cfg.model, max_len=seq_len + 1, seed=0, device=device)
+        return TinyLM.create(tok, size=cfg.model, max_len=seq_len, seed=0, device=device)
     return load_lm(cfg.model, device=device)
 
 
@@ -221,7 +231,8 @@ def _train(ctx: _Context, table: pa.Table, seed: int, label: str) -> tuple[Langu
             state["started"] = True
         ctx.progress.advance()
 
-    losses = model.train(ids, cfg.train, seed=derive_seed(seed, label, "order"), progress=tick)
+    losses = model.train(ids, train_params(cfg), seed=derive_seed(seed, label, "order"),
+                         progress=tick)
     return model, {"train_seconds": time.perf_counter() - t0, "train_steps": len(losses),
                    "train_loss_final": float(np.mean(losses[-max(1, len(losses) // 10):]))}
 

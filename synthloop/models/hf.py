@@ -119,6 +119,10 @@ class HFLM(LanguageModel):
             ids.add(int(self.tokenizer.eos_token_id))
         return tuple(sorted(ids))
 
+    @property
+    def max_positions(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 

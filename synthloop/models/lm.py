@@ -80,6 +80,11 @@ class LanguageModel(ABC):
     @abstractmethod
     def _module(self) -> torch.nn.Module: ...
 
+    @property
+    def max_positions(self) -> int:
+        """Longest sequence (BOS included) the model can take."""
+        return 2048
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self._module().parameters())
 
@@ -102,7 +107,7 @@ class LanguageModel(ABC):
         """Per-record summed NLL in nats and token counts."""
         self._module().eval()
         return score_nll(self._logits_fn(), seqs, bos_id=self.bos_id, device=self.device,
-                         batch_size=batch_size, progress=progress)
+                         batch_size=batch_size, max_len=self.max_positions, progress=progress)
 
     def perplexity(self, texts: Sequence[str], *, batch_size: int = 64) -> float:
         """Corpus perplexity of ``texts``: exp(total NLL / total tokens)."""
@@ -163,7 +168,7 @@ class TinyLM(LanguageModel):
         return self.tokenizer.bos_id
 
     @property
-    def max_len(self) -> int:
+    def max_positions(self) -> int:
         return self.model.cfg.max_len
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

@@ -106,12 +106,16 @@ def train_loop(logits_fn: LogitsFn, parameters: Iterable[torch.nn.Parameter],
 
 @torch.no_grad()
 def score_nll(logits_fn: LogitsFn, seqs: Sequence[Sequence[int]], *, bos_id: int,
-              device: torch.device, batch_size: int = 64,
+              device: torch.device, batch_size: int = 64, max_len: int | None = None,
               progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-record summed NLL (nats) of every token given ``[BOS]`` and the tokens before it.
 
     Returns ``(nll_sum, n_tokens)`` arrays in record order. Empty records score 0 over 0.
+    Records longer than ``max_len`` tokens are scored on their first ``max_len`` tokens (the
+    counts say how many).
     """
+    if max_len is not None:
+        seqs = [s[:max_len] for s in seqs]
     n = len(seqs)
     nll = np.zeros(n, dtype=np.float64)
     counts = np.array([len(s) for s in seqs], dtype=np.int64)

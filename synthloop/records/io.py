@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from synthloop.errors import InputError
-from synthloop.records.schema import PROVENANCE_COLUMNS, validate_provenance, with_provenance
+from synthloop.records.schema import PROVENANCE_COLUMNS, conform_provenance, with_provenance
 
 #: Default cap on one record's size in bytes (a guard against runaway lines).
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -218,8 +218,7 @@ def read_records(path: str | Path, *, text_column: str | None = "text",
         if not all(c in table.column_names for c in PROVENANCE_COLUMNS):
             missing = [c for c in PROVENANCE_COLUMNS if c not in table.column_names]
             raise InputError(f"{p}: has some provenance columns but not '{missing[0]}'")
-        validate_provenance(table, str(p))
-        return table
+        return conform_provenance(table, str(p))
     return with_provenance(table)
 
 

@@ -176,8 +176,32 @@ def validate_provenance(table: pa.Table, source: str = "<table>") -> None:
                                        and pa.types.is_integer(f.type)):
             raise InputError(f"{source}: column '{f.name}' has type {col_type}, "
                              f"expected {f.type}")
+        if not f.nullable and table.column(f.name).null_count:
+            row = table.column(f.name).to_pylist().index(None)
+            raise InputError(f"{source}: row {row}: field '{f.name}' is null")
     origins = table.column("origin").to_pylist()
     for i, o in enumerate(origins):
         if o not in ORIGINS:
             raise InputError(f"{source}: row {i}: field 'origin' is {o!r}, "
                              f"expected one of {', '.join(ORIGINS)}")
+
+
+def conform_provenance(table: pa.Table, source: str = "<table>") -> pa.Table:
+    """Cast provenance columns to their canonical types (JSON and CSV readers infer
+    ``null`` for an all-null column and ``int64`` for integers), then validate."""
+    from synthloop.errors import InputError
+
+    for f in PROVENANCE_FIELDS:
+        if f.name not in table.column_names:
+            continue
+        col = table.column(f.name)
+        if col.type == f.type:
+            continue
+        try:
+            cast = col.cast(f.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise InputError(f"{source}: column '{f.name}' has type {col.type}, "
+                             f"expected {f.type}") from None
+        table = table.set_column(table.column_names.index(f.name), f, cast)
+    validate_provenance(table, source)
+    return table
