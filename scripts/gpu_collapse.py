@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--max-train-blocks", type=int, default=10000)
     ap.add_argument("--epochs", type=float, default=5.0)
     ap.add_argument("--beams", type=int, default=5)
+    ap.add_argument("--rep-penalty", type=float, default=3.0)
+    ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--vocab-size", type=int, default=8192)
     a = ap.parse_args()
     cfg = CollapseConfig(
@@ -35,7 +37,8 @@ def main() -> None:
         generations=a.generations, seeds=a.seeds, policies=a.policies, device="cuda",
         max_train_blocks=a.max_train_blocks, max_test_blocks=2000, vocab_size=a.vocab_size,
         train=TrainParams(epochs=a.epochs, batch_size=64, lr=6e-4, warmup=0.05),
-        decoding=GenParams(num_beams=a.beams, repetition_penalty=3.0, batch_size=2560))
+        decoding=GenParams(num_beams=a.beams, repetition_penalty=a.rep_penalty,
+                           temperature=a.temperature, batch_size=2560))
     t0 = time.perf_counter()
     res = run_collapse(cfg, progress=LogProgress(), report=False)
     print(json.dumps({"wall_seconds": time.perf_counter() - t0,
