@@ -537,6 +537,19 @@ def assess(runs: list[dict]) -> list[dict]:
         add(f"{keep['policy']} degrades less than replace",
             keep["test_ppl_change"] < rep["test_ppl_change"],
             f"change {keep['test_ppl_change']:+.1f} vs replace {rep['test_ppl_change']:+.1f}")
+    sub = by.get("accumulate-subsample")
+    if sub and rep and sub["last_generation"] > 0:
+        add("accumulate-subsample (compute-matched) degrades less than replace",
+            sub["test_ppl_change"] < rep["test_ppl_change"],
+            f"change {sub['test_ppl_change']:+.1f} vs replace {rep['test_ppl_change']:+.1f}")
+    for name, v in by.items():
+        if name.startswith("filter:") and rep and v["last_generation"] > 0:
+            # No pass/fail: the literature finds likelihood filters do not prevent collapse
+            # (Gambetta et al. 2024); this reports where this run stands.
+            add(f"{name} compared with replace", None,
+                f"change {v['test_ppl_change']:+.1f} vs replace {rep['test_ppl_change']:+.1f}; "
+                f"tail retention {v['tail_retention_last']:.3f} vs "
+                f"{rep['tail_retention_last']:.3f}")
     return findings
 
 
