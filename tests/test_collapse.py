@@ -36,6 +36,7 @@ def test_end_to_end_outputs_and_provenance(small_corpus: Path, tmp_path: Path):
         "replace degrades held-out perplexity beyond the seed spread"}
     html = (out / "report.html").read_text()
     assert "Plotly.newPlot" in html and "Collapse lab" in html
+    assert '<script src="http' not in html  # plotly.js is inlined: the page opens offline
 
     n = 60
     runs = out / "runs"

@@ -59,6 +59,7 @@ def metrics_figure(results: dict) -> go.Figure:
             color = COLORS[j % len(COLORS)]
             gens, mean, lo, hi = _band(runs, policy, key)
             fig.add_trace(go.Scatter(x=gens + gens[::-1], y=hi + lo[::-1], fill="toself",
+                                     mode="lines",
                                      fillcolor=_rgba(color, 0.15), line={"width": 0},
                                      hoverinfo="skip", showlegend=False, legendgroup=policy),
                           row=r + 1, col=c + 1)
@@ -105,6 +106,10 @@ def histogram_figure(results: dict) -> go.Figure:
         fig.update_xaxes(type="log", title_text="perplexity under the generation-0 model",
                          row=r + 1, col=c + 1)
         fig.update_yaxes(title_text="share of samples", row=r + 1, col=c + 1)
+    used = np.flatnonzero(np.sum([r_["sample_ppl"]["hist"] for r_ in runs], axis=0))
+    if used.size:
+        lo, hi = edges[max(0, used[0] - 1)], edges[min(len(edges) - 1, used[-1] + 2)]
+        fig.update_xaxes(range=[np.log10(lo), np.log10(hi)])
     fig.update_layout(height=380 * rows + 60, template="plotly_white")
     return fig
 
@@ -166,8 +171,10 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
 on held-out real text.</p>
 {fig1}
 <h2>Perplexity of generated samples under the generation-0 model</h2>
-<p>As in Shumailov et al. (2024), Fig. 1: collapse moves mass to low perplexity (the probable
-text) while a tail of improbable errors grows.</p>
+<p>As in Shumailov et al. (2024), Fig. 1, pooled over seeds. Under beam search (the paper's
+decoding) later generations put more mass on low perplexity (probable text) while a tail of
+improbable errors grows; under sampling, errors compound and the mass drifts to higher
+perplexity.</p>
 {fig2}
 </body></html>
 """

@@ -102,6 +102,17 @@ def _seen_mask(x: torch.Tensor, vocab: int) -> torch.Tensor:
     return seen.scatter_(1, x, True)
 
 
+def _next_logits(model, inp: torch.Tensor, cache, banned: Sequence[int],
+                 seen: torch.Tensor | None, penalty: float) -> torch.Tensor:
+    """Float32 logits of the next token, with banned tokens masked and repeats penalised."""
+    logits = model(inp, cache)[:, -1].float()
+    if banned:
+        logits[:, list(banned)] = float("-inf")
+    if seen is not None:
+        logits = penalise_repeats(logits, seen, penalty)
+    return logits
+
+
 def _sample_batch(model, x: torch.Tensor, params: GenParams, banned: Sequence[int],
                   gen: torch.Generator) -> torch.Tensor:
     b, plen = x.shape
@@ -113,11 +124,7 @@ def _sample_batch(model, x: torch.Tensor, params: GenParams, banned: Sequence[in
     inp = x
     with _autocast(x.device):
         for t in range(n_new):
-            logits = model(inp, cache)[:, -1].float()
-            if banned:
-                logits[:, list(banned)] = float("-inf")
-            if seen is not None:
-                logits = penalise_repeats(logits, seen, params.repetition_penalty)
+            logits = _next_logits(model, inp, cache, banned, seen, params.repetition_penalty)
             logits = filter_logits(logits / params.temperature, params.top_k, params.top_p)
             tok = sample_from_logits(logits, gen)
             new[:, t] = tok[:, 0]
@@ -144,11 +151,7 @@ def _beam_batch(model, x: torch.Tensor, params: GenParams,
     inp = rows
     with _autocast(x.device):
         for _ in range(n_new):
-            logits = model(inp, cache)[:, -1].float()
-            if banned:
-                logits[:, list(banned)] = float("-inf")
-            if seen is not None:
-                logits = penalise_repeats(logits, seen, params.repetition_penalty)
+            logits = _next_logits(model, inp, cache, banned, seen, params.repetition_penalty)
             logp = logits.log_softmax(-1).view(b, k, vocab)
             total = (scores[:, :, None] + logp).view(b, k * vocab)
             scores, flat = torch.topk(total, k, dim=-1)
