@@ -16,7 +16,7 @@ import time
 import torch
 
 from synthloop.models.decoding import generate_tokens
-from synthloop.models.gpt import SIZES, GPT, GPTConfig
+from synthloop.models.gpt import GPT, SIZES, GPTConfig
 from synthloop.models.params import GenParams
 
 
