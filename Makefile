@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/synthloop demo
 
 test: setup
-	$(BIN)/ruff check synthloop tests benchmarks
+	$(BIN)/ruff check synthloop tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 bench: setup
