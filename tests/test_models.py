@@ -153,3 +153,10 @@ def test_unknown_model_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match="no config.json"):
         load_lm(str(tmp_path / "empty"))
+
+
+def test_training_on_less_than_one_window(tok):
+    lm = TinyLM.create(tok, size="tiny", max_len=80, seed=0)
+    losses = lm.train([[5, 6, 7], [8, 9]], TrainParams(epochs=3, seq_len=64, batch_size=4),
+                      seed=0)
+    assert len(losses) >= 1 and all(np.isfinite(losses))

@@ -46,3 +46,23 @@ def test_generates_reproducibly(smollm2):
     assert a == b and len(a[0]) == 8
     greedy = lm.generate(prompt, GenParams(max_new_tokens=4, num_beams=2), seed=0)
     assert len(greedy[0]) == 4
+
+
+def test_collapse_lab_runs_on_the_pretrained_model(smollm2, small_corpus, tmp_path):
+    """The fine-tuning protocol (beam search, fresh copy of the pretrained weights each
+    generation) end to end, at a size a CPU runs in seconds."""
+    from synthloop.collapse import CollapseConfig, run_collapse
+
+    cfg = CollapseConfig.for_model(
+        str(small_corpus), str(tmp_path / "run"), "smollm2-135m", generations=2,
+        policies="replace", seeds=1, block_tokens=32, prompt_tokens=16, new_tokens=32,
+        max_train_blocks=8, max_test_blocks=4, train={"epochs": 1, "batch_size": 2},
+        decoding={"num_beams": 2})
+    assert cfg.decoding.repetition_penalty == 3.0 and cfg.train.lr == 2e-5
+    res = run_collapse(cfg, report=False)
+    rows = {r["generation"]: r for r in res.runs}
+    assert set(rows) == {0, 1}
+    assert 1 < rows[0]["test_ppl"] < 200
+    gen = rows[1]
+    assert gen["train"]["by_generation"] == {"1": 8}
+    assert gen["weights_sha256"] != rows[0]["weights_sha256"]

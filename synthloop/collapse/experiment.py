@@ -107,6 +107,28 @@ class CollapseConfig:
         d["tail_band"] = tuple(d["tail_band"])
         return cls(**d)
 
+    @classmethod
+    def for_model(cls, corpus: str, out: str, model: str = "tiny", *,
+                  train: dict[str, Any] | None = None, decoding: dict[str, Any] | None = None,
+                  **fields_: Any) -> CollapseConfig:
+        """A config with the protocol that suits ``model``, then any overrides.
+
+        From-scratch sizes get the CPU-tuned recipe (3 epochs, batch 8, lr 3e-3, sampling at
+        temperature 1). Pretrained models (``smollm2-135m``, a folder) get Shumailov et al.'s
+        fine-tuning protocol: 5 epochs, lr 2e-5, batch 128, 5-way beam search with repetition
+        penalty 3.0.
+        """
+        if is_from_scratch(model):
+            t = {"epochs": 3.0, "batch_size": 8, "lr": 3e-3}
+            d = {"batch_size": 512}
+        else:
+            t = {"epochs": 5.0, "batch_size": 128, "lr": 2e-5, "weight_decay": 0.0}
+            d = {"num_beams": 5, "repetition_penalty": 3.0, "batch_size": 320}
+        t.update(train or {})
+        d.update(decoding or {})
+        return cls(corpus=corpus, out=out, model=model, train=TrainParams(**t),
+                   decoding=GenParams(**d), **fields_)
+
     def validate(self) -> None:
         if self.generations < 1:
             raise ConfigError("--generations must be ≥ 1")

@@ -65,10 +65,11 @@ def train_loop(logits_fn: LogitsFn, parameters: Iterable[torch.nn.Parameter],
     params_list = [p for p in parameters if p.requires_grad]
     rng = np.random.default_rng(seed)
     total_tokens = sum(len(s) + 1 for s in seqs)
-    per_epoch = total_tokens // (params.seq_len + 1)
-    if per_epoch == 0:
-        raise ValueError(f"too little data to train: {total_tokens} tokens for sequences of "
-                         f"{params.seq_len + 1}")
+    if total_tokens < 2:
+        raise ValueError("too little data to train: fewer than 2 tokens")
+    # Less data than one packed sequence: train on one shorter window per epoch instead.
+    seq_len = min(params.seq_len, total_tokens - 1)
+    per_epoch = total_tokens // (seq_len + 1)
     total = max(1, math.ceil(params.epochs * per_epoch / params.batch_size))
     if params.max_steps:
         total = min(total, params.max_steps)
@@ -80,11 +81,11 @@ def train_loop(logits_fn: LogitsFn, parameters: Iterable[torch.nn.Parameter],
                             fused=device.type == "cuda")
     torch.manual_seed(seed)
     losses: list[float] = []
-    windows = np.zeros((0, params.seq_len + 1), dtype=np.int64)
+    windows = np.zeros((0, seq_len + 1), dtype=np.int64)
     cursor = 0
     for step in range(total):
         if cursor + params.batch_size > len(windows):
-            windows = np.concatenate([windows[cursor:], pack(seqs, bos_id, params.seq_len, rng)])
+            windows = np.concatenate([windows[cursor:], pack(seqs, bos_id, seq_len, rng)])
             cursor = 0
         batch = torch.from_numpy(windows[cursor:cursor + params.batch_size]).to(device)
         cursor += params.batch_size
