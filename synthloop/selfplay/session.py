@@ -1,0 +1,140 @@
+"""A self-play session as the CLI runs it: build policies, play (optionally under a
+curriculum), write records, exports and a summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synthloop.errors import ConfigError
+from synthloop.records.io import write_parquet, write_text_atomic
+from synthloop.records.schema import Generator
+from synthloop.selfplay.curriculum import Curriculum, Level, collapse_warnings, elo_ratings
+from synthloop.selfplay.games import Game, KuhnPoker, TicTacToe, make_game
+from synthloop.selfplay.policies import (
+    KuhnEquilibriumPolicy,
+    LMPolicy,
+    Policy,
+    RandomPolicy,
+    TicTacToeHeuristicPolicy,
+)
+from synthloop.selfplay.runner import (
+    episode_records,
+    export_rl,
+    export_sft,
+    play_episode,
+    summarise,
+    to_jsonl,
+)
+
+POLICIES = ("llm", "random", "equilibrium", "heuristic")
+
+
+@dataclass
+class SessionConfig:
+    game: str
+    episodes: int
+    out: str
+    policy: str = "random"
+    opponent: str = "random"
+    model: str = "smollm2-135m"
+    llm_mode: str = "generate"
+    temperature: float = 0.7
+    device: str = "cpu"
+    seed: int = 0
+    curriculum: bool = False
+    band: tuple[float, float] = (0.3, 0.7)
+
+
+def build_policy(kind: str, game: Game, cfg: SessionConfig, cache: dict) -> Policy:
+    if kind == "random":
+        return RandomPolicy()
+    if kind == "equilibrium":
+        if not isinstance(game, KuhnPoker):
+            raise ConfigError("--policy/--opponent equilibrium is defined for kuhn-poker only")
+        return KuhnEquilibriumPolicy()
+    if kind == "heuristic":
+        if not isinstance(game, TicTacToe):
+            raise ConfigError("--policy/--opponent heuristic is defined for tictactoe only")
+        return TicTacToeHeuristicPolicy()
+    if kind == "llm":
+        if "llm" not in cache:
+            from synthloop.models.registry import load_lm
+
+            lm = load_lm(cfg.model, device=cfg.device)
+            cache["llm"] = LMPolicy(lm, mode=cfg.llm_mode, temperature=cfg.temperature)
+        return cache["llm"]
+    raise ConfigError(f"unknown policy '{kind}' (choose from {', '.join(POLICIES)}, or "
+                      f"'self' as opponent)")
+
+
+def _levels(game: Game, learner: Policy) -> list[Level]:
+    if isinstance(game, KuhnPoker):
+        opps: list[Policy] = [RandomPolicy(), KuhnEquilibriumPolicy(1 / 3), learner]
+    elif isinstance(game, TicTacToe):
+        opps = [RandomPolicy(), TicTacToeHeuristicPolicy(0.5), TicTacToeHeuristicPolicy(1.0)]
+    else:
+        opps = [RandomPolicy(), learner]
+    return [Level(o.version if o is not learner else "self", o, game) for o in opps]
+
+
+def run_session(cfg: SessionConfig, progress=None) -> dict:
+    """Play, then write ``turns.parquet``, ``sft.jsonl``, ``rl.jsonl`` and ``summary.json``
+    under ``cfg.out``; returns the summary."""
+    if cfg.episodes < 1:
+        raise ConfigError("--episodes must be ≥ 1")
+    game = make_game(cfg.game)
+    cache: dict = {}
+    learner = build_policy(cfg.policy, game, cfg, cache)
+    opponent = learner if cfg.opponent == "self" else build_policy(cfg.opponent, game, cfg,
+                                                                    cache)
+    curriculum = Curriculum(_levels(game, learner), band=cfg.band) if cfg.curriculum else None
+    episodes = []
+    for i in range(cfg.episodes):
+        opp = curriculum.current().opponent if curriculum else opponent
+        ep = play_episode(game, learner, opp, game_id=i, seed=cfg.seed * 1_000_003 + i,
+                          learner_role=i % 2)
+        episodes.append(ep)
+        if curriculum:
+            curriculum.record(ep.learner_score)
+        if progress:
+            progress(1)
+    weights = "scripted"
+    decoding: dict = {}
+    if isinstance(learner, LMPolicy):
+        weights = learner.lm.weights_sha256()
+        decoding = {"mode": learner.mode, "temperature": learner.temperature,
+                    "max_new_tokens": learner.max_new_tokens}
+    table = episode_records(episodes, generator=Generator(learner.version, weights, decoding,
+                                                          cfg.seed),
+                            run_id=f"selfplay-{cfg.game}-seed{cfg.seed}")
+    out = Path(cfg.out)
+    write_parquet(table, out / "turns.parquet")
+    write_text_atomic(to_jsonl(export_sft(table)), out / "sft.jsonl")
+    write_text_atomic(to_jsonl(export_rl(table)), out / "rl.jsonl")
+    summary = {"game": cfg.game, "policy": learner.version,
+               "opponent": "curriculum" if curriculum else opponent.version,
+               **summarise(episodes), "records": table.num_rows}
+    per_game = {}
+    for ep in episodes:
+        per_game[ep.game_id] = ep.returns
+    summary["zero_sum"] = bool(all(abs(a + b) < 1e-9 for a, b in per_game.values()))
+    if curriculum:
+        summary["curriculum"] = curriculum.history
+        summary["final_level"] = curriculum.current().name
+    summary["warnings"] = collapse_warnings([summarise(episodes)])
+    if cfg.opponent != "self" and not curriculum and opponent is not learner:
+        summary["elo"] = elo_ratings(game, [learner, opponent], games_per_pair=20,
+                                     seed=cfg.seed)
+    write_text_atomic(json.dumps(summary, indent=1), out / "summary.json")
+    return summary
+
+
+def mean_payoff(game: Game, p0: Policy, p1: Policy, games: int, seed: int = 0) -> float:
+    """Player 0's mean payoff with ``p0`` always in seat 0 (for checking game values)."""
+    vals = [play_episode(game, p0, p1, game_id=i, seed=seed + i, learner_role=0).returns[0]
+            for i in range(games)]
+    return float(np.mean(vals))
