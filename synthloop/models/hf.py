@@ -123,6 +123,13 @@ class HFLM(LanguageModel):
     def max_positions(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
 
+    def format_chat(self, user_message: str) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return user_message
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_message}], tokenize=False,
+            add_generation_prompt=True)
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 

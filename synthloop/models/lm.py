@@ -67,6 +67,11 @@ class LanguageModel(ABC):
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> list[list[int]]: ...
 
+    def format_chat(self, user_message: str) -> str:
+        """``user_message`` as the model expects a user turn (identity without a chat
+        template)."""
+        return user_message
+
     @abstractmethod
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]: ...
 

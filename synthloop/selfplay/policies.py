@@ -79,8 +79,8 @@ class KuhnEquilibriumPolicy:
         return Decision("", f"[{aggressive if rng.random() < p else passive}]")
 
 
-PROMPT = ("{observation}\nThink briefly, then give your action in square brackets.\n"
-          "Action:")
+PROMPT = ("{observation}\nThink briefly, then give your action in square brackets, for "
+          "example [check].\nAction:")
 
 
 class LMPolicy:
@@ -133,7 +133,7 @@ class LMPolicy:
                 probs = self.action_logprobs(prompt, legal).exp().cpu().numpy()
             probs = probs / probs.sum()
             return Decision("", f"[{legal[int(rng.choice(len(legal), p=probs))]}]")
-        ids = [self.lm.bos_id] + self.lm.encode([prompt])[0]
+        ids = [self.lm.bos_id] + self.lm.encode([self.lm.format_chat(prompt)])[0]
         out = self.lm.generate([ids], GenParams(max_new_tokens=self.max_new_tokens,
                                                 temperature=self.temperature, batch_size=1),
                                seed=int(rng.integers(2**31)))
