@@ -13,7 +13,7 @@ from synthloop.errors import ConfigError
 from synthloop.records.io import write_parquet, write_text_atomic
 from synthloop.records.schema import Generator
 from synthloop.selfplay.curriculum import Curriculum, Level, collapse_warnings, elo_ratings
-from synthloop.selfplay.games import Game, KuhnPoker, TicTacToe, make_game
+from synthloop.selfplay.games import Game, KuhnPoker, Negotiation, TicTacToe, make_game
 from synthloop.selfplay.policies import (
     KuhnEquilibriumPolicy,
     LMPolicy,
@@ -76,8 +76,10 @@ def _levels(game: Game, learner: Policy) -> list[Level]:
         opps: list[Policy] = [RandomPolicy(), KuhnEquilibriumPolicy(1 / 3), learner]
     elif isinstance(game, TicTacToe):
         opps = [RandomPolicy(), TicTacToeHeuristicPolicy(0.5), TicTacToeHeuristicPolicy(1.0)]
-    else:
-        opps = [RandomPolicy(), learner]
+    else:  # negotiation: a small pool first (fewer ways to go wrong), then the full game
+        small = Negotiation(pool=4, max_rounds=game.max_rounds)
+        return [Level("random-pool4", RandomPolicy(), small), Level("random", RandomPolicy(), game),
+                Level("self", learner, game)]
     return [Level(o.version if o is not learner else "self", o, game) for o in opps]
 
 
@@ -94,9 +96,10 @@ def run_session(cfg: SessionConfig, progress=None) -> dict:
     curriculum = Curriculum(_levels(game, learner), band=cfg.band) if cfg.curriculum else None
     episodes = []
     for i in range(cfg.episodes):
-        opp = curriculum.current().opponent if curriculum else opponent
-        ep = play_episode(game, learner, opp, game_id=i, seed=cfg.seed * 1_000_003 + i,
-                          learner_role=i % 2)
+        level = curriculum.current() if curriculum else None
+        ep = play_episode(level.game if level else game, learner,
+                          level.opponent if level else opponent, game_id=i,
+                          seed=cfg.seed * 1_000_003 + i, learner_role=i % 2)
         episodes.append(ep)
         if curriculum:
             curriculum.record(ep.learner_score)

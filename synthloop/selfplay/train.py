@@ -20,7 +20,7 @@ import torch
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
 from synthloop.models.registry import is_from_scratch, load_lm
 from synthloop.models.tokenizer import BPETokenizer
-from synthloop.selfplay.curriculum import collapse_warnings
+from synthloop.selfplay.curriculum import collapse_warnings, elo_ratings
 from synthloop.selfplay.games import Game, make_game
 from synthloop.selfplay.policies import PROMPT, LMPolicy, RandomPolicy
 from synthloop.selfplay.runner import RoleBaseline, run_episodes, summarise
@@ -34,6 +34,8 @@ class RecipeConfig:
         updates: optimiser steps; ``games_per_update`` games each.
         opponent: ``random`` (fixed) or ``self`` (a pool of the learner's frozen snapshots,
             one taken every ``snapshot_every`` updates, mixed half-and-half with random).
+        entropy_coef: weight of the policy-entropy bonus (keeps the policy from turning
+            deterministic before it has found good moves).
         eval_every, eval_games: how often and on how many seeded games to measure the win
             rate against the random opponent.
     """
@@ -49,8 +51,10 @@ class RecipeConfig:
     eval_every: int = 10
     eval_games: int = 400
     baseline_decay: float = 0.9
+    entropy_coef: float = 0.01
     temperature: float = 1.0
     vocab_size: int = 512
+    elo_games: int = 40
     seed: int = 0
 
 
@@ -111,7 +115,7 @@ def train_selfplay(cfg: RecipeConfig,
         episodes = run_episodes(game, learner, opponent, cfg.games_per_update,
                                 seed=cfg.seed * 100_003 + update)
         learner.lm._module().train()
-        logps, advs = [], []
+        logps, advs, ents = [], [], []
         for ep in episodes:
             adv = baseline.advantage(ep.learner_role, ep.learner_return)
             for t in ep.turns:
@@ -120,18 +124,19 @@ def train_selfplay(cfg: RecipeConfig,
                 prompt = PROMPT.format(observation=t.observation)
                 lp = learner.action_logprobs(prompt, list(t.legal))
                 logps.append(lp[list(t.legal).index(t.action)])
+                ents.append(-(lp.exp() * lp).sum())
                 advs.append(adv)
         learner.lm._module().eval()
         if logps:
             a = torch.tensor(advs, device=learner.lm.device)
-            loss = -(a * torch.stack(logps)).mean()
+            loss = -(a * torch.stack(logps)).mean() - cfg.entropy_coef * torch.stack(ents).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             loss_val = float(loss.item())
         learner.version = f"learner@{update}"
-        if cfg.opponent == "self" and update % cfg.snapshot_every == 0:
+        if update % cfg.snapshot_every == 0:
             pool.append(learner.snapshot(f"learner@{update}"))
         row = None
         if update % cfg.eval_every == 0 or update == cfg.updates:
@@ -140,7 +145,9 @@ def train_selfplay(cfg: RecipeConfig,
             curve.append(row)
         if progress:
             progress(update, row)
-    return {"config": asdict(cfg), "curve": curve, "final": curve[-1],
+    elo = elo_ratings(game, [rand] + pool[-4:], games_per_pair=cfg.elo_games,
+                      seed=cfg.seed) if pool and cfg.elo_games else {}
+    return {"config": asdict(cfg), "curve": curve, "final": curve[-1], "elo": elo,
             "warnings": collapse_warnings(curve), "seconds": time.perf_counter() - t0,
             "parameters": learner.lm.num_params()}
 
