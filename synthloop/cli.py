@@ -58,17 +58,22 @@ def _print_summary(result) -> None:
 
 def _run_collapse(cfg) -> None:
     from synthloop.collapse.experiment import run_collapse, total_units
-    from synthloop.progress import RichProgress
+    from synthloop.progress import LogProgress, RichProgress
 
-    with RichProgress(total_units(cfg), "models trained") as progress:
-        result = run_collapse(cfg, progress=progress)
+    if not console.is_terminal:  # logs and pipes get plain timestamped lines
+        result = run_collapse(cfg, progress=LogProgress())
+    else:
+        with RichProgress(total_units(cfg), "models trained") as progress:
+            result = run_collapse(cfg, progress=progress)
     _print_summary(result)
 
 
 @app.command()
 @user_errors
 def collapse(
-    corpus: Annotated[Path, typer.Option(help="Text file or folder of text files.")],
+    corpus: Annotated[Path, typer.Option(help="Text file or folder of text files, or a "
+                                              "JSONL/CSV/Parquet dataset with a text "
+                                              "column.")],
     out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
     model: Annotated[str, typer.Option(help="tiny|small|gpt-125m (from scratch), "
                                             "smollm2-135m, or a local model folder.")] = "tiny",

@@ -123,3 +123,20 @@ def test_bad_config_is_a_clear_error(small_corpus: Path, tmp_path: Path):
         run_collapse(_cfg(small_corpus, tmp_path / "x", policies="bogus"))
     with pytest.raises(ConfigError):
         run_collapse(_cfg(small_corpus, tmp_path / "y", prompt_tokens=100))
+
+
+def test_corpus_from_a_jsonl_dataset(tmp_path: Path, austen_text: str):
+    import json as _json
+
+    path = tmp_path / "docs.jsonl"
+    paras = [p for p in austen_text.split("\n\n") if len(p) > 200][:200]
+    path.write_text("".join(_json.dumps({"text": p}) + "\n" for p in paras))
+    res = run_collapse(_cfg(path, tmp_path / "run", policies="replace", generations=2,
+                            block_tokens=16, prompt_tokens=8, new_tokens=16), report=False)
+    assert {r["generation"] for r in res.runs} == {0, 1}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"body": "no text field"}\n')
+    from synthloop.errors import InputError
+
+    with pytest.raises(InputError, match="missing column 'text'"):
+        run_collapse(_cfg(bad, tmp_path / "run2"), report=False)

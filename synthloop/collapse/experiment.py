@@ -36,7 +36,7 @@ from synthloop import __version__
 from synthloop.collapse.data import make_blocks, split_corpus
 from synthloop.collapse.metrics import log_bins, ppl_summary, text_metrics, word_counts
 from synthloop.collapse.policies import Policy, mix, mix_summary, parse_policies
-from synthloop.errors import ConfigError
+from synthloop.errors import ConfigError, InputError
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
 from synthloop.models.params import GenParams, TrainParams
 from synthloop.models.registry import is_from_scratch, load_lm
@@ -44,6 +44,7 @@ from synthloop.models.tokenizer import BPETokenizer
 from synthloop.progress import NullProgress, Progress
 from synthloop.records.io import (
     read_parquet,
+    read_records,
     read_text_corpus,
     write_parquet,
     write_text_atomic,
@@ -196,6 +197,21 @@ def train_params(cfg: CollapseConfig) -> TrainParams:
     return TrainParams(**{**cfg.train.to_dict(), "seq_len": need})
 
 
+def load_corpus(path: str, pattern: str = "*.txt") -> list[tuple[str, str]]:
+    """``(name, text)`` documents from plain text (a file or a folder), or from the ``text``
+    column of a JSONL, CSV or Parquet dataset (one document per record)."""
+    p = Path(path)
+    if p.suffix.lower() in (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq") or (
+            p.is_dir() and any(p.glob("*.parquet"))):
+        table = read_records(p, required=["text"])
+        texts = table.column("text").to_pylist()
+        docs = [(f"{p.name}#{i}", t) for i, t in enumerate(texts) if t and t.strip()]
+        if not docs:
+            raise InputError(f"{p}: no non-empty 'text' values")
+        return docs
+    return read_text_corpus(p, pattern)
+
+
 def _base_model(cfg: CollapseConfig, out: Path, docs: list[tuple[str, str]]) -> LanguageModel:
     device = resolve_device(cfg.device)
     # A little headroom: re-tokenised records can be a few tokens longer than their block.
@@ -215,7 +231,7 @@ def _prepare(cfg: CollapseConfig, progress: Progress) -> _Context:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(cfg, out)
-    docs = read_text_corpus(cfg.corpus, cfg.pattern)
+    docs = load_corpus(cfg.corpus, cfg.pattern)
     progress.log(f"corpus: {len(docs)} files, {sum(len(t) for _, t in docs):,} characters")
     base = _base_model(cfg, out, docs)
     train_path, test_path = out / "data" / "real_train.parquet", out / "data" / "real_test.parquet"
