@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -589,7 +589,3 @@ def assess(runs: list[dict]) -> list[dict]:
                 f"tail retention {v['tail_retention_last']:.3f} vs "
                 f"{rep['tail_retention_last']:.3f}")
     return findings
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(CollapseConfig)]
