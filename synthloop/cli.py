@@ -211,7 +211,9 @@ def selfplay_train(
     games_per_update: Annotated[int, typer.Option(help="Games per step.")] = 32,
     opponent: Annotated[str, typer.Option(help="random or self (snapshot pool).")
                         ] = "random",
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
+    lr: Annotated[float | None, typer.Option(
+        help="Adam learning rate [tiny: 3e-4; larger models: 2e-5].")] = None,
+    entropy_coef: Annotated[float, typer.Option(help="Weight of the entropy bonus.")] = 0.01,
     eval_games: Annotated[int, typer.Option(help="Seeded games per evaluation.")] = 400,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -226,6 +228,7 @@ def selfplay_train(
         raise typer.BadParameter("opponent must be random or self")
     cfg = RecipeConfig(game=game, model=model, updates=updates,
                        games_per_update=games_per_update, opponent=opponent, lr=lr,
+                       entropy_coef=entropy_coef,
                        eval_games=eval_games, device=device, seed=seed)
 
     def show(update: int, row: dict | None) -> None:

@@ -34,6 +34,9 @@ class RecipeConfig:
         updates: optimiser steps; ``games_per_update`` games each.
         opponent: ``random`` (fixed) or ``self`` (a pool of the learner's frozen snapshots,
             one taken every ``snapshot_every`` updates, mixed half-and-half with random).
+        lr: Adam learning rate; ``None`` picks 3e-4 for ``tiny`` and 2e-5 for anything larger
+            (at 1e-4 a 3.4M or 25.7M learner turns deterministic within ten updates and stops
+            learning; measured, see docs/selfplay.md).
         entropy_coef: weight of the policy-entropy bonus (keeps the policy from turning
             deterministic before it has found good moves).
         eval_every, eval_games: how often and on how many seeded games to measure the win
@@ -45,7 +48,7 @@ class RecipeConfig:
     device: str = "cpu"
     updates: int = 60
     games_per_update: int = 32
-    lr: float = 3e-4
+    lr: float | None = None
     opponent: str = "random"
     snapshot_every: int = 10
     eval_every: int = 10
@@ -96,7 +99,8 @@ def train_selfplay(cfg: RecipeConfig,
     game = make_game(cfg.game)
     learner = make_learner(cfg, game)
     params = [p for p in learner.lm._module().parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    lr = cfg.lr if cfg.lr is not None else (3e-4 if cfg.model == "tiny" else 2e-5)
+    opt = torch.optim.Adam(params, lr=lr)
     baseline = RoleBaseline(cfg.baseline_decay)
     pool: list[LMPolicy] = []
     rand = RandomPolicy()
