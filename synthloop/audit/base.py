@@ -1,0 +1,128 @@
+"""The audit's shared nouns: a metric's result beside its real-data baseline, and warnings.
+
+Every metric is computed twice, the same way: on (real, synthetic) and on (real, holdout),
+where the holdout is real data the synthetic generator never saw. The holdout's value is the
+baseline: what real data itself scores. A metric's ``score`` in [0, 1] says how close the
+synthetic value comes to that baseline (1 = as good as real data), so scores of different
+metrics can be averaged into a property score and an overall grade.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["higher", "lower", "target"]
+
+# Score bands for the letter grade shown on the report.
+GRADES = ((0.9, "A"), (0.8, "B"), (0.7, "C"), (0.6, "D"), (0.0, "F"))
+
+
+@dataclass
+class MetricResult:
+    """One metric's value for the synthetic data and the same metric on the real holdout.
+
+    Attributes:
+        name: metric id (``distinct_2``, ``column_shapes``...).
+        prop: the property it belongs to (``fidelity``, ``tails``, ``diversity``...).
+        value: the synthetic data's value.
+        baseline: the holdout's value, measured the same way (None where not applicable).
+        direction: ``higher``/``lower`` is better, or ``target`` (best when equal to baseline).
+        range: (low, high) of the value; ``math.inf`` where unbounded.
+        score: agreement with the baseline in [0, 1]; None for informational metrics.
+        description: one line for the report.
+        breakdown: per-column / per-rule details (JSON-serialisable).
+    """
+
+    name: str
+    prop: str
+    value: float | None
+    baseline: float | None
+    direction: Direction
+    range: tuple[float, float]
+    score: float | None
+    description: str
+    breakdown: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["range"] = [_json_float(x) for x in self.range]
+        d["value"] = _json_float(self.value)
+        d["baseline"] = _json_float(self.baseline)
+        d["score"] = _json_float(self.score)
+        return d
+
+
+@dataclass
+class AuditWarning:
+    """A plain-language finding; ``level`` is ``warning`` or ``critical``."""
+
+    prop: str
+    metric: str
+    level: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _json_float(x: float | None) -> float | str | None:
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def relative_score(value: float, baseline: float | None, direction: Direction,
+                   scale: float | None = None) -> float:
+    """How close ``value`` comes to ``baseline`` in [0, 1]; 1 when at least as good.
+
+    ``higher``: value / baseline (capped at 1). ``lower``: baseline / value (capped at 1).
+    ``target``: 1 - |value - baseline| / scale, where ``scale`` defaults to |baseline|.
+    Values of 0 on both sides score 1.
+    """
+    if value is None or not math.isfinite(value):
+        return 0.0
+    if baseline is None or not math.isfinite(baseline):
+        return float("nan")
+    eps = 1e-12
+    if direction == "higher":
+        if baseline <= eps:
+            return 1.0
+        return float(min(1.0, max(0.0, value / baseline)))
+    if direction == "lower":
+        if value <= baseline or value <= eps:
+            return 1.0
+        return float(min(1.0, max(0.0, (baseline + eps) / value)))
+    s = abs(baseline) if scale is None else scale
+    if s <= eps:
+        return 1.0 if abs(value - baseline) <= eps else 0.0
+    return float(min(1.0, max(0.0, 1.0 - abs(value - baseline) / s)))
+
+
+def worse_than(value: float, baseline: float | None, direction: Direction, *,
+               rel: float, abs_: float = 0.0) -> bool:
+    """True when ``value`` is worse than ``baseline`` by more than ``rel`` (relative) and
+    ``abs_`` (absolute) together: the rule behind every collapse warning."""
+    if value is None or baseline is None or not math.isfinite(baseline):
+        return False
+    if not math.isfinite(value):
+        return True
+    margin = max(abs(baseline) * rel, abs_)
+    if direction == "higher":
+        return value < baseline - margin
+    if direction == "lower":
+        return value > baseline + margin
+    return abs(value - baseline) > margin
+
+
+def grade(score: float | None) -> str:
+    """Letter grade for an overall score in [0, 1]."""
+    if score is None or not math.isfinite(score):
+        return "?"
+    return next(g for lo, g in GRADES if score >= lo)

@@ -1,0 +1,551 @@
+"""The table audit: column shapes, column-pair trends, detection, utility and privacy.
+
+Column shapes and column-pair trends are defined exactly as SDMetrics' ``QualityReport``
+defines them (KSComplement / TVComplement; CorrelationSimilarity (Pearson) /
+ContingencySimilarity with continuous columns cut into ``np.histogram_bin_edges`` bins computed
+separately on each side), so scores agree with SDMetrics on the same data; they are computed on
+integer codes with ``np.bincount`` instead of a pandas ``groupby`` per pair, which is where the
+speed comes from (benchmarks/bench_audit_table.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.stats.contingency import association
+
+from synthloop.audit.base import MetricResult, relative_score
+from synthloop.audit.dcr import DistanceSpace, nearest_records
+from synthloop.errors import ConfigError, InputError
+
+SDTYPES = ("numerical", "datetime", "categorical", "boolean", "id")
+_CONTINUOUS = ("numerical", "datetime")
+MAX_DECIMALS = 14  # SDMetrics rounds before its KS test
+
+
+@dataclass
+class TableAuditConfig:
+    """Parameters of the table audit.
+
+    Attributes:
+        seed: seeds the holdout split, the detection/TSTR samples and models.
+        holdout_fraction: share of the real rows split off as holdout when none is given.
+        column_types: sdtype per column (``numerical``, ``datetime``, ``categorical``,
+            ``boolean``, ``id``) overriding inference; ``id`` columns are not compared.
+        target: a column to predict for train-synthetic-test-real utility (None to skip).
+        detection_rows: rows per side for the detection classifier (seeded sample).
+        privacy: compute DCR-based privacy metrics.
+        n_jobs: threads for nearest-neighbour queries.
+    """
+
+    seed: int = 0
+    holdout_fraction: float = 0.2
+    column_types: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    detection_rows: int = 20_000
+    privacy: bool = True
+    n_jobs: int = 2
+
+
+@dataclass
+class TableAuditData:
+    """What the report plots, besides the metrics."""
+
+    column_types: dict[str, str] = field(default_factory=dict)
+    shapes: list[dict] = field(default_factory=list)
+    pairs: dict[str, list] = field(default_factory=dict)
+    marginals: dict[str, dict] = field(default_factory=dict)
+    dcr: dict[str, list[float]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    sampling: dict[str, object] = field(default_factory=dict)
+
+
+def infer_column_types(df: pd.DataFrame, overrides: dict[str, str] | None = None
+                       ) -> dict[str, str]:
+    """sdtype per column from pandas dtypes: bool → boolean, numbers → numerical, datetimes →
+    datetime, strings → categorical, except strings unique on (almost) every row, which are
+    ``id`` (names, free text) and are not compared."""
+    overrides = overrides or {}
+    for c, t in overrides.items():
+        if c not in df.columns:
+            raise ConfigError(f"column_types: no column '{c}' in the data")
+        if t not in SDTYPES:
+            raise ConfigError(f"column_types: '{c}' has unknown type '{t}' (expected one of "
+                              f"{', '.join(SDTYPES)})")
+    out = {}
+    for c in df.columns:
+        s = df[c]
+        if c in overrides:
+            out[c] = overrides[c]
+        elif pd.api.types.is_bool_dtype(s):
+            out[c] = "boolean"
+        elif pd.api.types.is_numeric_dtype(s):
+            out[c] = "numerical"
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            out[c] = "datetime"
+        else:
+            nonnull = s.dropna()
+            n_unique = nonnull.nunique()
+            out[c] = "id" if len(nonnull) > 50 and n_unique > 0.9 * len(nonnull) \
+                else "categorical"
+    return out
+
+
+def check_schema(real: pd.DataFrame, other: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Same columns as ``real`` (order aligned) and compatible kinds, or one clear error."""
+    missing = [c for c in real.columns if c not in other.columns]
+    if missing:
+        raise InputError(f"{name}: missing column '{missing[0]}' that the real data has")
+    extra = [c for c in other.columns if c not in real.columns]
+    if extra:
+        raise InputError(f"{name}: column '{extra[0]}' is not in the real data")
+    other = other[list(real.columns)]
+    for c in real.columns:
+        r, o = real[c], other[c]
+        if r.isna().all() or o.isna().all():
+            continue
+        r_num = pd.api.types.is_numeric_dtype(r) and not pd.api.types.is_bool_dtype(r)
+        o_num = pd.api.types.is_numeric_dtype(o) and not pd.api.types.is_bool_dtype(o)
+        if r_num != o_num:
+            raise InputError(f"{name}: column '{c}' is {o.dtype} but {r.dtype} in the real data")
+    return other
+
+
+# --- column shapes ---------------------------------------------------------------------------
+
+def _as_numeric(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        out = pd.Series(s.astype("int64"), index=s.index, dtype="float64")
+        out[s.isna()] = np.nan
+        return out
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
+    """1 - KS statistic of the non-missing values (SDMetrics KSComplement); NaN if a side is
+    empty."""
+    r = _as_numeric(real).dropna().round(MAX_DECIMALS).to_numpy()
+    s = _as_numeric(synthetic).dropna().round(MAX_DECIMALS).to_numpy()
+    if not len(r) or not len(s):
+        return float("nan")
+    return float(1 - stats.ks_2samp(r, s).statistic)
+
+
+def tv_complement(real: pd.Series, synthetic: pd.Series) -> float:
+    """1 - total variation distance of category frequencies, missing values dropped
+    (SDMetrics TVComplement, including its 1e-6 count for synthetic-only categories)."""
+    r = real.dropna().value_counts()
+    s = synthetic.dropna().value_counts()
+    if not len(r) or not len(s):
+        return float("nan")
+    extra = s.index.difference(r.index)
+    r = pd.concat([r.astype(float), pd.Series(1e-6, index=extra)]) if len(extra) else \
+        r.astype(float)
+    f_exp = r / r.sum()
+    f_obs = s.reindex(r.index, fill_value=0) / s.sum()
+    return float(1 - 0.5 * np.abs(f_obs.to_numpy() - f_exp.to_numpy()).sum())
+
+
+def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, str]
+                  ) -> list[dict]:
+    """Per-column shape score: KSComplement for numerical/datetime, TVComplement for
+    categorical/boolean; ``id`` columns skipped."""
+    rows = []
+    for c, t in types.items():
+        if t == "id":
+            continue
+        if t in _CONTINUOUS:
+            rows.append({"column": c, "metric": "KSComplement",
+                         "score": ks_complement(real[c], synthetic[c])})
+        else:
+            rows.append({"column": c, "metric": "TVComplement",
+                         "score": tv_complement(real[c], synthetic[c])})
+    return rows
+
+
+# --- column-pair trends ----------------------------------------------------------------------
+
+def _discrete_codes(df: pd.DataFrame, types: dict[str, str],
+                    categories: dict[str, pd.Index]) -> dict[str, np.ndarray]:
+    """Integer codes per compared column: continuous columns as ``np.digitize`` bin numbers over
+    their own ``np.histogram_bin_edges`` (missing → 11, as np.digitize puts NaN past the last
+    edge), discrete columns as category indices shared by both sides (missing → last code)."""
+    codes = {}
+    for c, t in types.items():
+        if t == "id":
+            continue
+        if t in _CONTINUOUS:
+            v = _as_numeric(df[c]).to_numpy()
+            finite = v[~np.isnan(v)]
+            edges = np.histogram_bin_edges(finite) if len(finite) else np.linspace(0, 1, 11)
+            codes[c] = np.digitize(v, bins=edges).astype(np.int64)
+        else:
+            cats = categories[c]
+            idx = cats.get_indexer(df[c])
+            idx[df[c].isna().to_numpy()] = len(cats)
+            codes[c] = idx.astype(np.int64)
+    return codes
+
+
+def _contingency_similarity(a_r: np.ndarray, b_r: np.ndarray, a_s: np.ndarray,
+                            b_s: np.ndarray) -> tuple[float, float]:
+    """(contingency similarity, Cramér's V of the real table)."""
+    width = int(max(b_r.max(initial=0), b_s.max(initial=0))) + 1
+    rows = int(max(a_r.max(initial=0), a_s.max(initial=0))) + 1
+    counts_r = np.bincount(a_r * width + b_r, minlength=rows * width)
+    pr = counts_r / len(a_r)
+    ps = np.bincount(a_s * width + b_s, minlength=rows * width) / len(a_s)
+    table = counts_r.reshape(rows, width)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if table.sum() == 0 or min(table.shape) < 2:
+        assoc = float("nan")
+    else:
+        assoc = float(association(table, method="cramer"))
+    return float(1 - 0.5 * np.abs(pr - ps).sum()), assoc
+
+
+def _pearson_matrix(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    num = pd.DataFrame({c: _as_numeric(df[c]) for c in cols})
+    return num.corr(method="pearson")
+
+
+def column_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, str], *,
+                       real_correlation_threshold: float = 0.5,
+                       real_association_threshold: float = 0.3) -> list[dict]:
+    """Per-pair trend score, as SDMetrics' ColumnPairTrends: continuous × continuous →
+    1 - |ρ_real - ρ_synthetic| / 2 (Pearson on rows where both are present; NaN if a column is
+    constant); any discrete column → contingency similarity (continuous ones binned).
+
+    As in SDMetrics' QualityReport (0.32), a pair counts towards the property score
+    (``meets``) only where the real data shows a trend: |ρ_real| above
+    ``real_correlation_threshold`` or Cramér's V above ``real_association_threshold``; set both
+    to 0 to count every pair."""
+    compared = [c for c, t in types.items() if t != "id"]
+    categories = {c: pd.Index(pd.concat([real[c], synthetic[c]]).dropna().unique())
+                  for c in compared if types[c] not in _CONTINUOUS}
+    codes_r = _discrete_codes(real, types, categories)
+    codes_s = _discrete_codes(synthetic, types, categories)
+    cont = [c for c in compared if types[c] in _CONTINUOUS]
+    corr_r = _pearson_matrix(real, cont) if cont else None
+    corr_s = _pearson_matrix(synthetic, cont) if cont else None
+    constant = {c for c in cont
+                if real[c].nunique() == 1 or synthetic[c].nunique() == 1}
+    rows = []
+    for a, b in itertools.combinations(compared, 2):
+        if types[a] in _CONTINUOUS and types[b] in _CONTINUOUS:
+            if a in constant or b in constant:
+                rows.append({"pair": (a, b), "metric": "CorrelationSimilarity",
+                             "score": float("nan"), "real": float("nan"),
+                             "synthetic": float("nan"), "meets": False})
+                continue
+            rr, ss = float(corr_r.at[a, b]), float(corr_s.at[a, b])
+            score = 1 - abs(rr - ss) / 2 if not (math.isnan(rr) or math.isnan(ss)) \
+                else float("nan")
+            meets = not math.isnan(rr) and abs(rr) > real_correlation_threshold \
+                if real_correlation_threshold > 0 else True
+            rows.append({"pair": (a, b), "metric": "CorrelationSimilarity", "score": score,
+                         "real": rr, "synthetic": ss, "meets": meets})
+        else:
+            score, assoc = _contingency_similarity(codes_r[a], codes_r[b], codes_s[a],
+                                                   codes_s[b])
+            meets = not math.isnan(assoc) and assoc > real_association_threshold \
+                if real_association_threshold > 0 else True
+            rows.append({"pair": (a, b), "metric": "ContingencySimilarity", "score": score,
+                         "real_association": assoc, "meets": meets})
+    return rows
+
+
+def pair_trends_score(rows: list[dict]) -> float:
+    """The property score: mean over the pairs that meet the real-trend threshold."""
+    return _mean(r["score"] for r in rows if r["meets"])
+
+
+def _mean(values) -> float:
+    v = np.array([x for x in values if x is not None], dtype=float)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def quality_scores(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, str]
+                   ) -> dict[str, float]:
+    """SDMetrics-compatible Column Shapes, Column Pair Trends and their mean (the quality
+    report's overall score)."""
+    shapes = _mean(r["score"] for r in column_shapes(real, synthetic, types))
+    pairs = pair_trends_score(column_pair_trends(real, synthetic, types))
+    return {"column_shapes": shapes, "column_pair_trends": pairs,
+            "overall": _mean([shapes, pairs])}
+
+
+# --- detection and utility -------------------------------------------------------------------
+
+def _features(frames: list[pd.DataFrame], types: dict[str, str]) -> tuple[list[np.ndarray],
+                                                                          list[bool]]:
+    """Numeric matrices for tree models: numbers as floats (NaN kept), categories as codes
+    shared across frames (missing → NaN), ``id`` columns dropped."""
+    cols = [c for c, t in types.items() if t != "id"]
+    out = [np.empty((len(f), len(cols))) for f in frames]
+    is_cat = []
+    for j, c in enumerate(cols):
+        if types[c] in _CONTINUOUS:
+            for f, m in zip(frames, out, strict=True):
+                m[:, j] = _as_numeric(f[c]).to_numpy()
+            is_cat.append(False)
+        else:
+            cats = pd.Index(pd.concat([f[c] for f in frames]).dropna().unique())
+            # HistGradientBoosting takes at most 255 categories; beyond that use codes as numbers
+            is_cat.append(len(cats) <= 250)
+            for f, m in zip(frames, out, strict=True):
+                code = cats.get_indexer(f[c]).astype(float)
+                code[code < 0] = np.nan
+                m[:, j] = code
+    return out, is_cat
+
+
+def detection_auc(a: pd.DataFrame, b: pd.DataFrame, types: dict[str, str], *, seed: int,
+                  max_rows: int) -> dict[str, float]:
+    """How well a gradient-boosted classifier tells ``b`` rows from ``a`` rows: 5-fold
+    cross-validated ROC AUC (0.5 = indistinguishable) and accuracy (C2ST), on a seeded, balanced
+    sample of at most ``max_rows`` rows per side."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    n = min(len(a), len(b), max_rows)
+    rng = np.random.default_rng(seed)
+    a = a.iloc[np.sort(rng.choice(len(a), n, replace=False))]
+    b = b.iloc[np.sort(rng.choice(len(b), n, replace=False))]
+    (xa, xb), is_cat = _features([a, b], types)
+    x = np.vstack([xa, xb])
+    y = np.r_[np.zeros(n), np.ones(n)]
+    clf = HistGradientBoostingClassifier(max_iter=100, categorical_features=np.array(is_cat),
+                                         random_state=seed)
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    proba = cross_val_predict(clf, x, y, cv=folds, method="predict_proba")[:, 1]
+    from sklearn.metrics import roc_auc_score
+
+    return {"auc": float(roc_auc_score(y, proba)),
+            "accuracy": float(((proba > 0.5) == y).mean()), "rows_per_side": n}
+
+
+def tstr(train_on: pd.DataFrame, test_on: pd.DataFrame, target: str, types: dict[str, str], *,
+         seed: int) -> float:
+    """Train on ``train_on``, test on ``test_on``: macro F1 for a discrete target, R² for a
+    continuous one (gradient-boosted trees, fixed seed)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.metrics import f1_score, r2_score
+
+    feats = {c: t for c, t in types.items() if c != target}
+    train_on = train_on[train_on[target].notna()]
+    test_on = test_on[test_on[target].notna()]
+    (xtr, xte), is_cat = _features([train_on, test_on], feats)
+    if types[target] in _CONTINUOUS:
+        model = HistGradientBoostingRegressor(max_iter=200, categorical_features=np.array(is_cat),
+                                              random_state=seed)
+        model.fit(xtr, _as_numeric(train_on[target]).to_numpy())
+        return float(r2_score(_as_numeric(test_on[target]).to_numpy(), model.predict(xte)))
+    ytr = train_on[target].astype(str).to_numpy()
+    yte = test_on[target].astype(str).to_numpy()
+    if len(np.unique(ytr)) < 2:
+        return 0.0
+    model = HistGradientBoostingClassifier(max_iter=200, categorical_features=np.array(is_cat),
+                                           random_state=seed)
+    model.fit(xtr, ytr)
+    return float(f1_score(yte, model.predict(xte), average="macro"))
+
+
+# --- the audit -------------------------------------------------------------------------------
+
+def split_holdout_rows(real: pd.DataFrame, fraction: float, seed: int
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded split of the real rows into (train, holdout)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(real))
+    n_hold = max(1, int(round(len(real) * fraction)))
+    return (real.iloc[np.sort(perm[n_hold:])].reset_index(drop=True),
+            real.iloc[np.sort(perm[:n_hold])].reset_index(drop=True))
+
+
+def _result(name: str, prop: str, value: float, baseline: float | None, direction: str,
+            rng_: tuple[float, float], description: str, *, score: float | None = None,
+            breakdown: dict | None = None) -> MetricResult:
+    if score is None and value is not None and not math.isnan(value):
+        score = relative_score(value, baseline, direction)
+        score = None if math.isnan(score) else score
+    return MetricResult(name=name, prop=prop, value=value, baseline=baseline,
+                        direction=direction, range=rng_, score=score, description=description,
+                        breakdown=breakdown or {})
+
+
+def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
+                holdout: pd.DataFrame | None = None, config: TableAuditConfig | None = None,
+                progress: Callable[[str], None] | None = None
+                ) -> tuple[list[MetricResult], TableAuditData]:
+    """Run every table metric on (real, synthetic) and (real, holdout)."""
+    cfg = config or TableAuditConfig()
+    say = progress or (lambda stage: None)
+    if not 0 < cfg.holdout_fraction < 1:
+        raise ConfigError(f"holdout_fraction must be in (0, 1), got {cfg.holdout_fraction}")
+    synthetic = check_schema(real, synthetic, "synthetic data").reset_index(drop=True)
+    if holdout is None:
+        real, holdout = split_holdout_rows(real, cfg.holdout_fraction, cfg.seed)
+        split = f"holdout split off the real data: {len(holdout)} of {len(real) + len(holdout)}"
+    else:
+        holdout = check_schema(real, holdout, "holdout data").reset_index(drop=True)
+        real = real.reset_index(drop=True)
+        split = "holdout given"
+    for name, df in (("real", real), ("synthetic", synthetic), ("holdout", holdout)):
+        if len(df) < 2:
+            raise InputError(f"{name} data: {len(df)} rows; the table audit needs at least 2")
+    types = infer_column_types(real, cfg.column_types)
+    data = TableAuditData(column_types=types, sampling={
+        "holdout": split, "n_real": len(real), "n_holdout": len(holdout),
+        "n_synthetic": len(synthetic), "seed": cfg.seed})
+    for c, t in types.items():
+        if t == "id":
+            data.skipped[c] = "identifier-like (unique on almost every row): not compared"
+        elif real[c].isna().all():
+            data.skipped[c] = "all values missing in the real data: scores for it are NaN"
+    if cfg.target is not None and cfg.target not in types:
+        raise ConfigError(f"target column '{cfg.target}' is not in the data")
+    metrics: list[MetricResult] = []
+
+    say("column shapes")
+    shapes = {k: column_shapes(real, df, types) for k, df in (("synthetic", synthetic),
+                                                               ("holdout", holdout))}
+    data.shapes = [{"column": s["column"], "metric": s["metric"], "synthetic": s["score"],
+                    "holdout": h["score"]} for s, h in zip(shapes["synthetic"],
+                                                           shapes["holdout"], strict=True)]
+    v = {k: _mean(r["score"] for r in rows) for k, rows in shapes.items()}
+    metrics.append(_result("column_shapes", "fidelity", v["synthetic"], v["holdout"], "higher",
+                           (0, 1), "mean per-column KS / TV complement (as SDMetrics)",
+                           breakdown={"columns": data.shapes}))
+    say("column pair trends")
+    pairs = {k: column_pair_trends(real, df, types) for k, df in (("synthetic", synthetic),
+                                                                   ("holdout", holdout))}
+    data.pairs = {k: [[*r["pair"], r["score"], r["meets"]] for r in rows]
+                  for k, rows in pairs.items()}
+    v = {k: pair_trends_score(rows) for k, rows in pairs.items()}
+    metrics.append(_result("column_pair_trends", "fidelity", v["synthetic"], v["holdout"],
+                           "higher", (0, 1), "mean correlation / contingency similarity of "
+                           "the column pairs with a real trend (as SDMetrics)",
+                           breakdown={"pairs": len(pairs["synthetic"]),
+                                      "pairs_scored": sum(r["meets"]
+                                                          for r in pairs["synthetic"])}))
+    data.marginals = _marginals(real, synthetic, holdout, types)
+
+    say("detection")
+    det = {k: detection_auc(real, df, types, seed=cfg.seed, max_rows=cfg.detection_rows)
+           for k, df in (("synthetic", synthetic), ("holdout", holdout))}
+
+    def det_score(auc: float) -> float:
+        return 1 - 2 * max(auc - 0.5, 0.0)
+
+    base = det_score(det["holdout"]["auc"])
+    metrics.append(_result(
+        "detection_auc", "detection", det["synthetic"]["auc"], det["holdout"]["auc"], "lower",
+        (0, 1), "ROC AUC of a classifier telling these rows from real ones (0.5 = "
+        "indistinguishable; 5-fold CV, gradient-boosted trees)",
+        score=min(1.0, det_score(det["synthetic"]["auc"]) / base) if base > 0 else 0.0,
+        breakdown=det))
+
+    if cfg.target is not None:
+        say("utility (TSTR)")
+        n = min(len(real), len(synthetic))
+        rng = np.random.default_rng(cfg.seed + 1)
+        syn_s = synthetic.iloc[np.sort(rng.choice(len(synthetic), n, replace=False))]
+        real_s = real.iloc[np.sort(rng.choice(len(real), n, replace=False))]
+        s_val = tstr(syn_s, holdout, cfg.target, types, seed=cfg.seed)
+        r_val = tstr(real_s, holdout, cfg.target, types, seed=cfg.seed)
+        kind = "R²" if types[cfg.target] in _CONTINUOUS else "macro F1"
+        metrics.append(_result("tstr", "utility", s_val, r_val, "higher", (-math.inf, 1),
+                               f"{kind} on the holdout of a model predicting '{cfg.target}', "
+                               f"trained on {n} synthetic rows (baseline: on {n} real rows)",
+                               breakdown={"target": cfg.target, "rows": n}))
+
+    if cfg.privacy:
+        say("privacy (distance to closest record)")
+        metrics.extend(_privacy(real, synthetic, holdout, types, cfg, data))
+    return metrics, data
+
+
+def _privacy(real, synthetic, holdout, types, cfg, data) -> list[MetricResult]:
+    num = [c for c, t in types.items() if t in _CONTINUOUS]
+    cat = [c for c, t in types.items() if t in ("categorical", "boolean")]
+    if not num and not cat:
+        return []
+    space = DistanceSpace.fit(real, num, cat, [synthetic, holdout])
+    syn_d = nearest_records(space, synthetic, real, k=2, n_jobs=cfg.n_jobs)
+    hold_d = nearest_records(space, holdout, real, k=2, n_jobs=cfg.n_jobs)
+    data.dcr = {"synthetic": syn_d[:, 0].round(6).tolist(),
+                "holdout": hold_d[:, 0].round(6).tolist()}
+    out = [
+        _result("dcr_median", "privacy", float(np.median(syn_d[:, 0])),
+                float(np.median(hold_d[:, 0])), "higher", (0, 1),
+                "median distance to the closest real training row (SDMetrics' DCR distance, "
+                "exact nearest neighbour over all training rows)"),
+        _result("identical_match_share", "privacy", float((syn_d[:, 0] == 0).mean()),
+                float((hold_d[:, 0] == 0).mean()), "lower", (0, 1),
+                "share of rows identical to a real training row"),
+    ]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nndr_s = np.where(syn_d[:, 1] > 0, syn_d[:, 0] / syn_d[:, 1], 1.0)
+        nndr_h = np.where(hold_d[:, 1] > 0, hold_d[:, 0] / hold_d[:, 1], 1.0)
+    out.append(_result("nndr_median", "privacy", float(np.median(nndr_s)),
+                       float(np.median(nndr_h)), "higher", (0, 1),
+                       "median ratio of the nearest to the second-nearest training row's "
+                       "distance (low = close to one specific record)"))
+    # closer to train than to holdout: train side sampled to the holdout's size, so that 50% is
+    # what a generator that does not memorise scores; baseline: one half of the holdout
+    # against the other half and an equal train sample, measured the same way
+    rng = np.random.default_rng(cfg.seed + 2)
+    half = len(holdout) // 2
+    if half >= 1:
+        perm = rng.permutation(len(holdout))
+        h_a, h_b = holdout.iloc[perm[:half]], holdout.iloc[perm[half:2 * half]]
+        t_half = real.iloc[np.sort(rng.choice(len(real), min(len(real), half), replace=False))]
+        t_full = real.iloc[np.sort(rng.choice(len(real), min(len(real), len(holdout)),
+                                              replace=False))]
+        s_t = nearest_records(space, synthetic, t_full, n_jobs=cfg.n_jobs)[:, 0]
+        s_h = nearest_records(space, synthetic, holdout, n_jobs=cfg.n_jobs)[:, 0]
+        b_t = nearest_records(space, h_a, t_half, n_jobs=cfg.n_jobs)[:, 0]
+        b_h = nearest_records(space, h_a, h_b, n_jobs=cfg.n_jobs)[:, 0]
+        share = float(((s_t < s_h) + 0.5 * (s_t == s_h)).mean())
+        base = float(((b_t < b_h) + 0.5 * (b_t == b_h)).mean())
+        out.append(_result("closer_to_train_share", "privacy", share, base, "lower", (0, 1),
+                           "share of rows closer to a training row than to any holdout row "
+                           "(train sampled to the holdout's size; ≈ 0.5 without memorisation; "
+                           "ties count half)",
+                           score=relative_score(max(share, 0.5), max(base, 0.5), "lower")))
+    return out
+
+
+def _marginals(real, synthetic, holdout, types, max_columns: int = 24, bins: int = 30) -> dict:
+    """Histogram / frequency data for the report's marginal plots (first ``max_columns``)."""
+    out = {}
+    for c, t in list(types.items())[:max_columns]:
+        if t == "id":
+            continue
+        if t in _CONTINUOUS:
+            r = _as_numeric(real[c]).dropna().to_numpy()
+            if not len(r):
+                continue
+            edges = np.histogram_bin_edges(r, bins=bins)
+            hist = {}
+            for k, df in (("real", real), ("synthetic", synthetic), ("holdout", holdout)):
+                v = _as_numeric(df[c]).dropna().to_numpy()
+                h, _ = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)
+                hist[k] = (h / max(1, len(v))).round(5).tolist()
+            out[c] = {"kind": "numeric", "edges": edges.tolist(), **hist}
+        else:
+            top = real[c].astype(str).value_counts().index[:20]
+            freq = {}
+            for k, df in (("real", real), ("synthetic", synthetic), ("holdout", holdout)):
+                vc = df[c].astype(str).value_counts(normalize=True)
+                freq[k] = [round(float(vc.get(x, 0.0)), 5) for x in top]
+            out[c] = {"kind": "categorical", "categories": [str(x) for x in top], **freq}
+    return out

@@ -1,0 +1,370 @@
+"""The text audit: fidelity, tails, diversity, quality, privacy and contamination of a synthetic
+text set, each metric beside the same metric on a real holdout.
+
+Sampling is explicit and reported: set-level statistics (distinct-n, entropy, self-BLEU, Vendi,
+rare n-gram recall, embedding distances...) depend on sample size, so they are computed on a
+synthetic sample and a holdout sample of the same size ``n_matched`` (seeded). The reference
+side (the real training split) is never subsampled. Per-document rates (verbatim overlap,
+near-duplicates of real records, PII, contamination) use every synthetic and holdout document.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from synthloop.audit import embeddings as emb
+from synthloop.audit import ngrams as ng
+from synthloop.audit.base import MetricResult, relative_score
+from synthloop.audit.minhash import near_duplicate_mask, signatures
+from synthloop.audit.textchecks import GOPHER_RULES, find_pii, quality_flag_rates
+from synthloop.errors import ConfigError
+
+
+@dataclass
+class TextAuditConfig:
+    """Parameters of the text audit.
+
+    Attributes:
+        seed: seeds the holdout split, the matched samples, k-means and MinHash.
+        holdout_fraction: share of the real data split off as holdout when none is given.
+        embeddings: compute the MiniLM-based metrics (FD, MMD, PRDC, Vendi, tail clusters).
+        ppl_model: reference LM for per-document perplexity (``smollm2-135m``, a folder) or
+            None to skip.
+        ppl_docs: documents scored per set under the reference LM (seeded sample).
+        ppl_max_tokens: tokens scored per document (its first ones).
+        self_bleu_docs: documents in the self-BLEU sample.
+        verbatim_tokens: length in words of a span that counts as verbatim copying.
+        contamination_n: n-gram length for benchmark contamination (13, as in GPT-3).
+        benchmark: benchmark texts to check contamination against (None to skip).
+        min_words: the Gopher length rule's minimum (paragraph-level data is short).
+        near_dup_threshold: estimated Jaccard of word 5-grams that counts as near-duplicate.
+        n_clusters: k-means clusters on real embeddings for the tail-cluster metric.
+        device: where embeddings and the reference LM run.
+    """
+
+    seed: int = 0
+    holdout_fraction: float = 0.2
+    embeddings: bool = True
+    ppl_model: str | None = "smollm2-135m"
+    ppl_docs: int = 200
+    ppl_max_tokens: int = 256
+    self_bleu_docs: int = 100
+    verbatim_tokens: int = 50
+    contamination_n: int = 13
+    benchmark: list[str] | None = None
+    min_words: int = 5
+    near_dup_threshold: float = 0.8
+    n_clusters: int = 20
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if not 0 < self.holdout_fraction < 1:
+            raise ConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        for name in ("ppl_docs", "self_bleu_docs", "verbatim_tokens", "contamination_n",
+                     "n_clusters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if not 0 < self.near_dup_threshold <= 1:
+            raise ConfigError("near_dup_threshold must be in (0, 1]")
+
+
+@dataclass
+class TextAuditData:
+    """What the report plots, besides the metrics."""
+
+    lengths: dict[str, list[int]] = field(default_factory=dict)
+    perplexities: dict[str, list[float]] = field(default_factory=dict)
+    embedding_map: dict[str, list[list[float]]] = field(default_factory=dict)
+    flag_rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    sampling: dict[str, object] = field(default_factory=dict)
+
+
+Progress = Callable[[str], None]
+
+
+def _sample(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    if n >= n_total:
+        return np.arange(n_total)
+    return np.sort(rng.choice(n_total, size=n, replace=False))
+
+
+def split_holdout(real: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of ``real`` into (train, holdout)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(real))
+    n_hold = max(1, int(round(len(real) * fraction)))
+    hold = set(perm[:n_hold].tolist())
+    train = [t for i, t in enumerate(real) if i not in hold]
+    holdout = [t for i, t in enumerate(real) if i in hold]
+    return train, holdout
+
+
+def _metric(name: str, prop: str, value: float, baseline: float | None, direction: str,
+            rng_: tuple[float, float], description: str, *, score: bool = True,
+            scale: float | None = None, breakdown: dict | None = None) -> MetricResult:
+    s = relative_score(value, baseline, direction, scale) if score else None
+    if s is not None and math.isnan(s):
+        s = None
+    return MetricResult(name=name, prop=prop, value=float(value),
+                        baseline=None if baseline is None else float(baseline),
+                        direction=direction, range=rng_, score=s, description=description,
+                        breakdown=breakdown or {})
+
+
+def compression_ratio(texts: Sequence[str]) -> float:
+    """Size of the concatenated texts over their gzip size (Shaib et al. 2024); ≥ 1, higher
+    means more redundant text."""
+    raw = "\n".join(texts).encode("utf-8")
+    if not raw:
+        return 1.0
+    return len(raw) / len(gzip.compress(raw, compresslevel=9, mtime=0))
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    if not len(a) or not len(b):
+        return 1.0
+    return float(stats.ks_2samp(a, b).statistic)
+
+
+def _doc_perplexities(lm, texts: Sequence[str], max_tokens: int) -> np.ndarray:
+    seqs = [s[:max_tokens] for s in lm.encode(texts)]
+    nll, n = lm.nll(seqs, batch_size=16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, np.exp(nll / np.maximum(n, 1)), np.nan)
+
+
+def audit_text(real: Sequence[str], synthetic: Sequence[str],
+               holdout: Sequence[str] | None = None, config: TextAuditConfig | None = None,
+               progress: Progress | None = None) -> tuple[list[MetricResult], TextAuditData]:
+    """Run every text metric on (real, synthetic) and (real, holdout).
+
+    Args:
+        real: real documents (the generator's training data, or data like it).
+        synthetic: synthetic documents.
+        holdout: real documents the generator never saw; split off ``real`` when None.
+        config: parameters (defaults: :class:`TextAuditConfig`).
+        progress: called with a short stage name as the audit proceeds.
+
+    Returns:
+        (metrics, data for plots).
+    """
+    cfg = config or TextAuditConfig()
+    cfg.validate()
+    say = progress or (lambda stage: None)
+    if holdout is None:
+        real, holdout = split_holdout(real, cfg.holdout_fraction, cfg.seed)
+        split = f"holdout split off the real data: {len(holdout)} of {len(real) + len(holdout)}"
+    else:
+        split = "holdout given"
+    real, holdout, synthetic = list(real), list(holdout), list(synthetic)
+    if len(real) < 2 or len(holdout) < 2 or len(synthetic) < 2:
+        raise ConfigError(f"the text audit needs at least 2 documents on each side (real "
+                          f"{len(real)}, holdout {len(holdout)}, synthetic {len(synthetic)})")
+    rng = np.random.default_rng(cfg.seed)
+    n = min(len(synthetic), len(holdout))
+    syn_idx = _sample(len(synthetic), n, rng)
+    hold_idx = _sample(len(holdout), n, rng)
+    sides = {"synthetic": [synthetic[i] for i in syn_idx],
+             "holdout": [holdout[i] for i in hold_idx]}
+    data = TextAuditData(sampling={
+        "holdout": split, "n_real": len(real), "n_holdout": len(holdout),
+        "n_synthetic": len(synthetic), "n_matched": n, "seed": cfg.seed,
+        "note": "set-level metrics on seeded samples of n_matched documents per side; the real "
+                "reference is never subsampled; per-document rates use every document"})
+    metrics: list[MetricResult] = []
+
+    say("tokenising")
+    vocab = ng.Vocabulary()
+    tok_real = ng.tokenize(real, vocab)
+    tok = {k: ng.tokenize(v, vocab) for k, v in sides.items()}
+    tok_full = {"synthetic": ng.tokenize(synthetic, vocab), "holdout": ng.tokenize(holdout, vocab)}
+    for k, t in tok.items():
+        data.lengths[k] = t.lengths().tolist()
+    data.lengths["real"] = tok_real.lengths().tolist()
+
+    # --- fidelity: n-gram and length distributions ---------------------------------------
+    say("n-gram statistics")
+    for n_ in (1, 2):
+        ref = ng.ngram_distribution(tok_real, n_)
+        v = {k: ng.jensen_shannon(ref, ng.ngram_distribution(t, n_)) for k, t in tok.items()}
+        name = "unigram_js" if n_ == 1 else "bigram_js"
+        metrics.append(_metric(name, "fidelity", v["synthetic"], v["holdout"], "lower", (0, 1),
+                               f"Jensen-Shannon divergence of {'word' if n_ == 1 else 'bigram'} "
+                               f"frequencies from the real data (base 2)"))
+    ks = {k: _ks(np.asarray(data.lengths[k]), tok_real.lengths()) for k in tok}
+    metrics.append(_metric("length_ks", "fidelity", ks["synthetic"], ks["holdout"], "lower",
+                           (0, 1), "Kolmogorov-Smirnov distance of document lengths (words) "
+                           "from the real data"))
+
+    # --- tails ------------------------------------------------------------------------------
+    rare = {}
+    for n_ in (1, 2, 3):
+        r = {k: ng.rare_ngram_recall(tok_real, t, n_) for k, t in tok.items()}
+        rare[n_] = r
+    bd = {f"{n_}-gram": {"synthetic": rare[n_]["synthetic"][0],
+                         "holdout": rare[n_]["holdout"][0],
+                         "rare_in_real": rare[n_]["holdout"][1]} for n_ in rare}
+    metrics.append(_metric("rare_ngram_recall", "tails", rare[2]["synthetic"][0],
+                           rare[2]["holdout"][0], "higher", (0, 1),
+                           "share of the real data's rare bigrams (seen 1-2 times) that appear",
+                           breakdown=bd))
+
+    # --- diversity -----------------------------------------------------------------------
+    for n_ in (1, 2, 3):
+        v = {k: ng.distinct_n(t, n_) for k, t in tok.items()}
+        metrics.append(_metric(f"distinct_{n_}", "diversity", v["synthetic"], v["holdout"],
+                               "higher", (0, 1), f"distinct-{n_}: unique {n_}-grams / all "
+                               f"{n_}-grams"))
+    v = {k: ng.unigram_entropy(t) for k, t in tok.items()}
+    metrics.append(_metric("unigram_entropy", "diversity", v["synthetic"], v["holdout"],
+                           "higher", (0, math.inf), "entropy of the word distribution (bits)"))
+    v = {k: compression_ratio(t) for k, t in sides.items()}
+    metrics.append(_metric("compression_ratio", "diversity", v["synthetic"], v["holdout"],
+                           "lower", (1, math.inf), "raw size / gzip size of the concatenated "
+                           "texts (higher = more repetitive)"))
+    sb_rng = np.random.default_rng(cfg.seed + 1)
+    m = min(cfg.self_bleu_docs, n)
+    sb_idx = _sample(n, m, sb_rng)
+    v = {k: ng.self_bleu(t, sb_idx) for k, t in tok.items()}
+    metrics.append(_metric("self_bleu", "diversity", v["synthetic"], v["holdout"], "lower",
+                           (0, 1), f"self-BLEU-4 over {m} sampled documents (higher = more "
+                           f"alike)"))
+    say("near-duplicates")
+    sig = {k: signatures(t, seed=cfg.seed + 2) for k, t in tok.items()}
+    v = {k: float(near_duplicate_mask(s, threshold=cfg.near_dup_threshold).mean())
+         for k, s in sig.items()}
+    metrics.append(_metric("near_duplicate_rate", "diversity", v["synthetic"], v["holdout"],
+                           "lower", (0, 1), f"share of documents with a near-duplicate in "
+                           f"the same set (MinHash, Jaccard ≥ {cfg.near_dup_threshold})"))
+
+    # --- quality ---------------------------------------------------------------------------
+    say("quality rules")
+    rates = {k: quality_flag_rates(t, min_words=cfg.min_words) for k, t in sides.items()}
+    data.flag_rates = rates
+    metrics.append(_metric("heuristic_flag_rate", "quality", rates["synthetic"]["any"],
+                           rates["holdout"]["any"], "lower", (0, 1),
+                           "share of documents breaking a Gopher quality rule",
+                           breakdown={"rules": GOPHER_RULES, **rates}))
+    if cfg.ppl_model:
+        say(f"perplexity under {cfg.ppl_model}")
+        from synthloop.models.registry import load_lm
+
+        lm = load_lm(cfg.ppl_model, device=cfg.device)
+        p_rng = np.random.default_rng(cfg.seed + 3)
+        k_ = min(cfg.ppl_docs, n)
+        pidx = _sample(n, k_, p_rng)
+        ppl = {k: _doc_perplexities(lm, [t[i] for i in pidx], cfg.ppl_max_tokens)
+               for k, t in sides.items()}
+        data.perplexities = {k: [float(x) for x in v if np.isfinite(x)] for k, v in ppl.items()}
+        med = {k: float(np.nanmedian(v)) for k, v in ppl.items()}
+        logks = _ks(np.log(ppl["synthetic"][np.isfinite(ppl["synthetic"])]),
+                    np.log(ppl["holdout"][np.isfinite(ppl["holdout"])]))
+        metrics.append(_metric(
+            "median_perplexity", "quality", med["synthetic"], med["holdout"], "target",
+            (0, math.inf), f"median per-document perplexity under {cfg.ppl_model} (first "
+            f"{cfg.ppl_max_tokens} tokens of {k_} documents); far from real either way is drift",
+            breakdown={"ks_vs_holdout": logks, "model": cfg.ppl_model, "docs": k_}))
+
+    # --- privacy -----------------------------------------------------------------------------
+    say("privacy")
+    span = cfg.verbatim_tokens
+    real_spans = np.unique(tok_real.ngram_hashes(span)[0])
+    v = {k: float(ng.docs_with_hits(t, span, real_spans).mean()) for k, t in tok_full.items()}
+    metrics.append(_metric("verbatim_overlap", "privacy", v["synthetic"], v["holdout"], "lower",
+                           (0, 1), f"share of documents containing a {span}-word span copied "
+                           f"from the real data"))
+    sig_real = signatures(tok_real, seed=cfg.seed + 2)
+    v = {k: float(near_duplicate_mask(signatures(t, seed=cfg.seed + 2), sig_real,
+                                      threshold=cfg.near_dup_threshold).mean())
+         for k, t in tok_full.items()}
+    metrics.append(_metric("near_duplicates_of_real", "privacy", v["synthetic"], v["holdout"],
+                           "lower", (0, 1), "share of documents that are near-duplicates of a "
+                           "real document"))
+    pii_real: set[str] = set()
+    for t in real:
+        for items in find_pii(t).values():
+            pii_real.update(items)
+    pii = {}
+    for k, texts in (("synthetic", synthetic), ("holdout", holdout)):
+        found = [find_pii(t) for t in texts]
+        kinds = {kind: float(np.mean([bool(f[kind]) for f in found])) for kind in found[0]}
+        leaked = sorted({x for f in found for items in f.values() for x in items} & pii_real)
+        pii[k] = {"rate": float(np.mean([any(f.values()) for f in found])), "by_kind": kinds,
+                  "leaked_from_real": len(leaked)}
+    metrics.append(_metric("pii_rate", "privacy", pii["synthetic"]["rate"],
+                           pii["holdout"]["rate"], "lower", (0, 1),
+                           "share of documents containing an email, phone, card number or IBAN",
+                           breakdown=pii))
+
+    # --- contamination -------------------------------------------------------------------
+    if cfg.benchmark:
+        cn = cfg.contamination_n
+        tok_bench = ng.tokenize(cfg.benchmark, vocab)
+        bench_h, bench_doc = tok_bench.ngram_hashes(cn)
+        bench_set = np.unique(bench_h)
+        v = {k: float(ng.docs_with_hits(t, cn, bench_set).mean()) for k, t in tok_full.items()}
+        syn_h = np.unique(tok_full["synthetic"].ngram_hashes(cn)[0])
+        items_hit = int(len(np.unique(bench_doc[np.isin(bench_h, syn_h)])))
+        metrics.append(_metric(
+            "contamination_rate", "contamination", v["synthetic"], v["holdout"], "lower",
+            (0, 1), f"share of documents sharing a {cn}-gram with the benchmark",
+            breakdown={"benchmark_items": len(cfg.benchmark),
+                       "benchmark_items_hit": items_hit}))
+
+    # --- embeddings ----------------------------------------------------------------------
+    if cfg.embeddings:
+        say("embeddings")
+        e_real = emb.embed(real, device=cfg.device)
+        e = {k: emb.embed(t, device=cfg.device) for k, t in sides.items()}
+        v = {k: emb.frechet_distance(e_real, x) for k, x in e.items()}
+        metrics.append(_metric("frechet_distance", "fidelity", v["synthetic"], v["holdout"],
+                               "lower", (0, math.inf),
+                               "Fréchet distance of MiniLM embeddings from the real data"))
+        cap = 4000
+        mmd_rng = np.random.default_rng(cfg.seed + 4)
+        er = e_real[_sample(len(e_real), cap, mmd_rng)]
+        v = {k: emb.mmd_rbf(er, x[_sample(len(x), cap, mmd_rng)]) for k, x in e.items()}
+        metrics.append(_metric("mmd", "fidelity", v["synthetic"], v["holdout"], "lower",
+                               (0, 2), "squared MMD of MiniLM embeddings (RBF kernel, median "
+                               "bandwidth)", breakdown={"max_docs_per_side": cap}))
+        pr = {k: emb.prdc(e_real, x) for k, x in e.items()}
+        for key, prop in (("precision", "fidelity"), ("density", "fidelity"),
+                          ("recall", "diversity"), ("coverage", "tails")):
+            metrics.append(_metric(key, prop, pr["synthetic"][key], pr["holdout"][key],
+                                   "target" if key == "density" else "higher",
+                                   (0, math.inf) if key == "density" else (0, 1),
+                                   f"{key} of the embeddings (Naeem et al. 2020, k=5)"))
+        v = {k: emb.vendi_score(x) for k, x in e.items()}
+        metrics.append(_metric("vendi_score", "diversity", v["synthetic"], v["holdout"],
+                               "higher", (1, 384), "Vendi score of the embeddings (effective "
+                               "number of distinct documents)"))
+        k_clusters = max(2, min(cfg.n_clusters, len(real) // 10))
+        centroids, small = emb.tail_clusters(e_real, n_clusters=k_clusters, seed=cfg.seed)
+        v = {k: emb.small_cluster_share(x, centroids, small) for k, x in e.items()}
+        real_share = emb.small_cluster_share(e_real, centroids, small)
+        metrics.append(_metric("small_cluster_share", "tails", v["synthetic"], v["holdout"],
+                               "higher", (0, 1), "share of documents in the smallest quarter "
+                               f"of {k_clusters} real embedding clusters",
+                               breakdown={"real": real_share, "clusters": k_clusters,
+                                          "small_clusters": int(small.sum())}))
+        data.embedding_map = _pca_map(e_real, e, cfg.seed)
+    return metrics, data
+
+
+def _pca_map(real: np.ndarray, others: dict[str, np.ndarray], seed: int,
+             max_points: int = 1500) -> dict[str, list[list[float]]]:
+    """2-D PCA (fitted on real) of up to ``max_points`` points per side, for the report."""
+    mu = real.mean(0)
+    _, _, vt = np.linalg.svd(real - mu, full_matrices=False)
+    rng = np.random.default_rng(seed + 5)
+    out = {}
+    for k, x in {"real": real, **others}.items():
+        pts = (x[_sample(len(x), max_points, rng)] - mu) @ vt[:2].T
+        out[k] = np.round(pts, 4).tolist()
+    return out
