@@ -105,19 +105,28 @@ def iban_ok(candidate: str) -> bool:
 def find_pii(text: str) -> dict[str, list[str]]:
     """PII strings found in ``text`` by kind: ``email``, ``phone``, ``card`` (Luhn-valid),
     ``iban`` (mod-97-valid). Card and IBAN candidates that fail their checksum are ignored,
-    which keeps ordinary long numbers out."""
-    found: dict[str, list[str]] = {"email": EMAIL_RE.findall(text)}
-    cards = []
-    for m in CARD_RE.findall(text):
-        digits = regex.sub(r"\D", "", m)
+    which keeps ordinary long numbers out; phones are looked for only outside emails, card-like
+    digit runs and IBANs."""
+    found: dict[str, list[str]] = {"email": [], "card": [], "iban": [], "phone": []}
+    masked = list(text)
+
+    def mask(m: regex.Match) -> None:
+        masked[m.start():m.end()] = " " * (m.end() - m.start())
+
+    for m in EMAIL_RE.finditer(text):
+        found["email"].append(m.group())
+        mask(m)
+    for m in IBAN_RE.finditer(text):
+        if iban_ok(m.group()):
+            found["iban"].append(m.group().replace(" ", ""))
+            mask(m)
+    for m in CARD_RE.finditer(text):
+        digits = regex.sub(r"\D", "", m.group())
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            cards.append(digits)
-    found["card"] = cards
-    found["iban"] = [m.replace(" ", "") for m in IBAN_RE.findall(text) if iban_ok(m)]
-    phones = []
-    for m in PHONE_RE.findall(text):
-        digits = regex.sub(r"\D", "", m)
-        if 9 <= len(digits) <= 15 and digits not in cards:
-            phones.append(digits)
-    found["phone"] = phones
+            found["card"].append(digits)
+        mask(m)
+    for m in PHONE_RE.finditer("".join(masked)):
+        digits = regex.sub(r"\D", "", m.group())
+        if 9 <= len(digits) <= 15:
+            found["phone"].append(digits)
     return found

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from synthloop.htmlpage import html_table, page
 from synthloop.records.io import write_text_atomic
 
 #: (results key, title, what "better" means) for the per-generation panels.
@@ -114,19 +115,6 @@ def histogram_figure(results: dict) -> go.Figure:
     return fig
 
 
-def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for key, _ in columns:
-            v = row.get(key, "")
-            cells.append(f"<td>{v:.3f}</td>" if isinstance(v, float) else
-                         f"<td>{html.escape(str(v))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def render_report(results: dict) -> str:
     """The report as one HTML string."""
     from synthloop.collapse.experiment import summarise
@@ -140,7 +128,7 @@ def render_report(results: dict) -> str:
         items.append(f"<li class='{cls}'>{mark} {html.escape(f['expectation'])}: "
                      f"{html.escape(f['detail'])}</li>")
     summary = summarise(results["runs"]) if results["runs"] else []
-    table = _table(summary, [("policy", "policy"), ("test_ppl_gen0", "test ppl gen 0"),
+    table = html_table(summary, [("policy", "policy"), ("test_ppl_gen0", "test ppl gen 0"),
                              ("test_ppl_last", "test ppl last"),
                              ("test_ppl_change", "change"), ("test_ppl_spread", "seed spread"),
                              ("tail_retention_gen0", "tail gen 0"),
@@ -153,16 +141,7 @@ def render_report(results: dict) -> str:
             f"{results['data']['train_records']} train / {results['data']['test_records']} "
             f"test blocks of {cfg['block_tokens']} tokens · {cfg['seeds']} seed(s) · "
             f"{results['wall_seconds']:.0f} s")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>synthloop collapse lab</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
-th {{ background: #f4f4f4; }} li.ok {{ color: #1a7f37; }} li.bad {{ color: #b42318; }}
-code {{ background: #f4f4f4; padding: 0 3px; }}
-</style></head><body>
-<h1>Collapse lab</h1>
+    return page("synthloop collapse lab", f"""<h1>Collapse lab</h1>
 <p>{meta}</p>
 <h2>Findings</h2><ul>{''.join(items) or '<li>none yet</li>'}</ul>
 <h2>Summary</h2>{table}
@@ -176,8 +155,7 @@ decoding) later generations put more mass on low perplexity (probable text) whil
 improbable errors grows; under sampling, errors compound and the mass drifts to higher
 perplexity.</p>
 {fig2}
-</body></html>
-"""
+""")
 
 
 def write_report(results: dict, path: str | Path) -> Path:

@@ -1,0 +1,138 @@
+"""Table audit: SDMetrics-equal quality scores, exact DCR, planted faults, bad inputs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import synthloop
+from synthloop.audit.dcr import DistanceSpace, nearest_records
+from synthloop.audit.table import infer_column_types, quality_scores
+from synthloop.errors import InputError
+
+palmerpenguins = pytest.importorskip("palmerpenguins")
+vega = pytest.importorskip("vega_datasets")
+
+
+@pytest.fixture(scope="module")
+def weather() -> pd.DataFrame:
+    """Seattle weather 2012-2015 (1,461 days; date, numbers, a category), shuffled."""
+    df = vega.local_data.seattle_weather()
+    return df.sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def penguins() -> pd.DataFrame:
+    df = palmerpenguins.load_penguins()  # numbers, categories, missing values
+    return df.sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+def _noisy_copy(df: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A crude synthesizer: resample rows, jitter numbers, shuffle one category."""
+    rng = np.random.default_rng(seed)
+    out = df.sample(len(df), replace=True, random_state=seed).reset_index(drop=True)
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c] + rng.normal(0, out[c].std() * 0.3, len(out))
+    cat = [c for c in out.columns if out[c].dtype == object]
+    if cat:
+        out[cat[0]] = rng.permutation(out[cat[0]].to_numpy())
+    return out
+
+
+@pytest.mark.parametrize("which", ["weather", "penguins"])
+def test_quality_scores_equal_sdmetrics(which, weather, penguins):
+    sdm = pytest.importorskip("sdmetrics.reports")
+    real = weather if which == "weather" else penguins
+    syn = _noisy_copy(real, seed=1)
+    types = infer_column_types(real)
+    report = sdm.QualityReport()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report.generate(real, syn, {"columns": {c: {"sdtype": t} for c, t in types.items()}},
+                        verbose=False)
+    props = report.get_properties().set_index("Property")["Score"]
+    ours = quality_scores(real, syn, types)
+    assert ours["column_shapes"] == pytest.approx(props["Column Shapes"], abs=1e-9)
+    assert ours["column_pair_trends"] == pytest.approx(props["Column Pair Trends"], abs=1e-9)
+    assert ours["overall"] == pytest.approx(report.get_score(), abs=1e-9)
+
+
+def test_dcr_equals_sdmetrics_cross_join(penguins):
+    dcr_utils = pytest.importorskip("sdmetrics.single_table.privacy.dcr_utils")
+    real, syn = penguins.iloc[:200].reset_index(drop=True), _noisy_copy(penguins.iloc[200:], 2)
+    syn.loc[:4, "bill_length_mm"] = 99.0  # outside the reference range: the bound is loose
+    types = infer_column_types(real)
+    meta = {"columns": {c: {"sdtype": t} for c, t in types.items()}}
+    expected = dcr_utils.calculate_dcr(syn, real, meta).to_numpy()
+    num = [c for c, t in types.items() if t == "numerical"]
+    cat = [c for c, t in types.items() if t == "categorical"]
+    got = nearest_records(DistanceSpace.fit(real, num, cat, [syn]), syn, real)[:, 0]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_high_cardinality_categorical_dcr_still_exact():
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"x": rng.normal(size=300), "c": rng.integers(0, 200, 300).astype(str)})
+    q = pd.DataFrame({"x": rng.normal(size=50), "c": rng.integers(0, 200, 50).astype(str)})
+    space = DistanceSpace.fit(ref, ["x"], ["c"], [q])  # 200 values: left out of the index
+    got = nearest_records(space, q, ref, k=2)
+    brute = np.array([np.sort((np.minimum(np.abs(ref["x"] - row.x) / space.span[0], 1)
+                               + (ref["c"] != row.c)) / 2)[:2] for row in q.itertuples()])
+    np.testing.assert_allclose(got, brute, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fresh_holdout_raises_no_warning(weather, seed):
+    df = weather.sample(frac=1, random_state=seed).reset_index(drop=True)
+    real, holdout, fresh = df.iloc[:800], df.iloc[800:1130], df.iloc[1130:]
+    r = synthloop.audit(real, fresh, holdout, kind="table", target="weather", seed=seed)
+    assert r.warnings == [], [w.message for w in r.warnings]
+    assert r.metric("identical_match_share").value == 0.0
+
+
+def test_copied_rows_give_identical_share_and_privacy_warning(weather):
+    real, holdout, fresh = weather.iloc[:800], weather.iloc[800:1000], weather.iloc[1000:]
+    n_copy = round(0.05 * len(fresh) / 0.95)
+    syn = pd.concat([fresh, real.iloc[:n_copy]]).reset_index(drop=True)
+    r = synthloop.audit(real, syn, holdout, kind="table")
+    share = r.metric("identical_match_share").value
+    assert share == pytest.approx(0.05, abs=0.005)
+    assert any(w.prop == "privacy" and w.level == "critical" for w in r.warnings)
+
+
+def test_schema_mismatch_names_the_column(weather):
+    with pytest.raises(InputError, match="'wind'"):
+        synthloop.audit(weather, weather.drop(columns=["wind"]), kind="table")
+    bad = weather.copy()
+    bad["temp_max"] = "hot"
+    with pytest.raises(InputError, match="'temp_max'"):
+        synthloop.audit(weather, bad, kind="table")
+
+
+def test_all_nan_column_is_reported_not_dropped(penguins):
+    real = penguins.copy()
+    real["empty"] = np.nan
+    syn = _noisy_copy(real, 3)
+    r = synthloop.audit(real, syn, kind="table", privacy=False)
+    assert "empty" in r.data["skipped"]
+    cols = {c["column"]: c for c in r.metric("column_shapes").breakdown["columns"]}
+    assert "empty" in cols and cols["empty"]["synthetic"] is None or \
+        np.isnan(cols["empty"]["synthetic"])
+    assert np.isfinite(r.score)
+
+
+def test_mixed_types_missing_values_and_ids(penguins):
+    real = penguins.copy()
+    real["name"] = [f"penguin-{i}" for i in range(len(real))]  # identifier: not compared
+    real["when"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(len(real)), "D")
+    syn = _noisy_copy(real, 4)
+    r = synthloop.audit(real, syn, kind="table")
+    assert r.data["column_types"]["name"] == "id"
+    assert r.data["column_types"]["when"] == "datetime"
+    assert {m.name for m in r.metrics} >= {"column_shapes", "column_pair_trends",
+                                           "detection_auc", "dcr_median", "nndr_median",
+                                           "closer_to_train_share"}
