@@ -421,6 +421,10 @@ def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
         if len(df) < 2:
             raise InputError(f"{name} data: {len(df)} rows; the table audit needs at least 2")
     types = infer_column_types(real, cfg.column_types)
+    if all(t == "id" for t in types.values()):
+        raise InputError(f"real data: no column to compare (every column is identifier-like: "
+                         f"{', '.join(types)}); for text data use kind 'text' and name its "
+                         f"text field")
     data = TableAuditData(column_types=types, sampling={
         "holdout": split, "n_real": len(real), "n_holdout": len(holdout),
         "n_synthetic": len(synthetic), "seed": cfg.seed})
