@@ -45,7 +45,7 @@ def _noisy_copy(df: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("which", ["weather", "penguins"])
 def test_quality_scores_equal_sdmetrics(which, weather, penguins):
-    sdm = pytest.importorskip("sdmetrics.reports")
+    sdm = pytest.importorskip("sdmetrics.reports.single_table")
     real = weather if which == "weather" else penguins
     syn = _noisy_copy(real, seed=1)
     types = infer_column_types(real)

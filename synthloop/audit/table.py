@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.stats.contingency import association
 
 from synthloop.audit.base import MetricResult, relative_score
@@ -133,11 +132,17 @@ def _as_numeric(s: pd.Series) -> pd.Series:
 def ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
     """1 - KS statistic of the non-missing values (SDMetrics KSComplement); NaN if a side is
     empty."""
-    r = _as_numeric(real).dropna().round(MAX_DECIMALS).to_numpy()
-    s = _as_numeric(synthetic).dropna().round(MAX_DECIMALS).to_numpy()
+    r = np.round(_as_numeric(real).to_numpy(), MAX_DECIMALS)
+    s = np.round(_as_numeric(synthetic).to_numpy(), MAX_DECIMALS)
+    r, s = np.sort(r[~np.isnan(r)]), np.sort(s[~np.isnan(s)])
     if not len(r) or not len(s):
         return float("nan")
-    return float(1 - stats.ks_2samp(r, s).statistic)
+    # the two-sample KS statistic as scipy computes it (sup of the ECDF difference over all
+    # observed values), without the p-value we do not use (most of ks_2samp's time)
+    both = np.concatenate([r, s])
+    cdf_r = np.searchsorted(r, both, side="right") / len(r)
+    cdf_s = np.searchsorted(s, both, side="right") / len(s)
+    return float(1 - np.abs(cdf_r - cdf_s).max())
 
 
 def tv_complement(real: pd.Series, synthetic: pd.Series) -> float:
@@ -214,8 +219,23 @@ def _contingency_similarity(a_r: np.ndarray, b_r: np.ndarray, a_s: np.ndarray,
 
 
 def _pearson_matrix(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    num = pd.DataFrame({c: _as_numeric(df[c]) for c in cols})
-    return num.corr(method="pearson")
+    """Pearson correlation of every column pair over the rows where both are present (as
+    ``pearsonr`` after ``dropna`` on the pair), from a few matrix products."""
+    x = np.column_stack([_as_numeric(df[c]).to_numpy() for c in cols])
+    present = ~np.isnan(x)
+    # centre first: the sums below are then small and the one-pass formula stays accurate
+    x = np.where(present, x - np.nanmean(np.where(present, x, np.nan), axis=0), 0.0)
+    m = present.astype(np.float64)
+    n = m.T @ m
+    sx = x.T @ m  # sx[i, j]: sum of column i over rows where j is present too
+    sxx = (x * x).T @ m
+    sxy = x.T @ x
+    cov = n * sxy - sx * sx.T
+    var_i = n * sxx - sx * sx
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.sqrt(var_i * var_i.T)
+    corr[n < 2] = np.nan
+    return pd.DataFrame(np.clip(corr, -1, 1), index=cols, columns=cols)
 
 
 def column_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, str], *,
