@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import synthloop
-from synthloop.audit.dcr import DistanceSpace, nearest_records
+from synthloop.audit.dcr import DistanceSpace, exact_distances, nearest_records
 from synthloop.audit.table import infer_column_types, quality_scores
 from synthloop.errors import InputError
 
@@ -74,14 +74,23 @@ def test_dcr_equals_sdmetrics_cross_join(penguins):
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
-def test_high_cardinality_categorical_dcr_still_exact():
+@pytest.mark.parametrize("k", [1, 3])
+def test_dcr_exact_with_missing_values_many_categories_and_out_of_range(k):
     rng = np.random.default_rng(0)
-    ref = pd.DataFrame({"x": rng.normal(size=300), "c": rng.integers(0, 200, 300).astype(str)})
-    q = pd.DataFrame({"x": rng.normal(size=50), "c": rng.integers(0, 200, 50).astype(str)})
-    space = DistanceSpace.fit(ref, ["x"], ["c"], [q])  # 200 values: left out of the index
-    got = nearest_records(space, q, ref, k=2)
-    brute = np.array([np.sort((np.minimum(np.abs(ref["x"] - row.x) / space.span[0], 1)
-                               + (ref["c"] != row.c)) / 2)[:2] for row in q.itertuples()])
+
+    def table(n: int, scale: float) -> pd.DataFrame:
+        df = pd.DataFrame({"x": rng.normal(0, scale, n), "y": rng.normal(0, 1, n),
+                           "c": rng.integers(0, 150, n).astype(str),  # many small groups
+                           "d": rng.choice(["a", "b"], n)})
+        return df.mask(rng.random(df.shape) < 0.1)  # 10% missing, all columns
+
+    ref, q = table(3000, 1.0), table(400, 2.0)  # wider queries: values outside the range
+    space = DistanceSpace.fit(ref, ["x", "y"], ["c", "d"], [q])
+    got = nearest_records(space, q, ref, k=k)
+    rn, rc = space.encode(ref)
+    qn, qc = space.encode(q)
+    brute = np.stack([np.sort(exact_distances(space, qn[i], qc[i], rn, rc))[:k]
+                      for i in range(len(q))])
     np.testing.assert_allclose(got, brute, atol=1e-12)
 
 

@@ -1,16 +1,20 @@
-"""Distance to closest record (DCR) with a nearest-neighbour index, exact.
+"""Distance to closest record (DCR), exact, without a cross join.
 
 The distance is SDMetrics' (``sdmetrics.single_table.privacy.dcr_utils.calculate_dcr``): the
 mean over columns of a per-column distance — numerical/datetime ``min(|x - y| / range, 1)``
 with the range taken on the reference data (``x != y`` where the range is 0), categorical
 ``x != y``; a missing value against a present one counts 1, two missing values count 0.
-SDMetrics computes it with a cross join (quadratic time and memory). We embed rows so that the
-L1 distance between embeddings is a lower bound of that distance and exactly equal to it for the
-common case (numerical values inside the reference range, no missing values, categoricals with
-at most ``MAX_ONE_HOT`` values), search a KD-tree on the embeddings, and re-rank with the exact
-distance only where the bound may be loose: any reference row closer than the current k-th
-exact distance must lie within that radius under the bound, so one radius query per such row
-makes the answer exact.
+SDMetrics computes it with a cross join (quadratic time and memory).
+
+We group the reference rows by their *key*: the categorical values plus the pattern of missing
+numerical values. Between a query and a group, every key position that differs adds exactly 1
+(a categorical mismatch, or a value missing on one side only), so the distance to any row of
+the group is ``mismatches + L1 over the numerical columns present on both sides``. Groups are
+visited in order of mismatches, and a group is skipped as soon as its mismatch count alone is
+no smaller than the current k-th best distance — for most queries only the query's own group
+is searched, with a KD-tree over its (few) numerical columns. Values outside the reference
+range are clipped for the tree search (a lower bound), and re-ranked exactly with one radius
+query, so the result equals the cross join's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.neighbors import KDTree
 
-MAX_ONE_HOT = 64
+#: groups smaller than this are searched by brute force instead of a tree
+MIN_TREE_ROWS = 64
 
 
 @dataclass
@@ -96,84 +101,143 @@ def exact_distances(space: DistanceSpace, q_num: np.ndarray, q_cat: np.ndarray,
     return total / space.n_columns
 
 
-def _embed(space: DistanceSpace, num: np.ndarray, cat: np.ndarray,
-           nan_cols: np.ndarray, onehot_cols: list[int]) -> np.ndarray:
-    parts = []
-    if space.numeric:
-        span = np.where(space.span > 0, space.span, 1.0)
-        v = np.clip((num - space.lo) / span, 0.0, 1.0)
-        const = space.span == 0
-        v[:, const] = (num[:, const] != space.lo[const]).astype(float)
-        missing = np.isnan(num)
-        v[missing] = 0.5
-        parts.append(v)
-        if nan_cols.any():
-            parts.append(0.5 * missing[:, nan_cols].astype(float))
-    for j in onehot_cols:
-        k = len(space.categories[space.categorical[j]]) + 1
-        oh = np.zeros((len(cat), k))
-        oh[np.arange(len(cat)), cat[:, j] + 1] = 0.5
-        parts.append(oh)
-    if not parts:
-        return np.zeros((len(num), 1))
-    return np.hstack(parts)
+def _scaled(space: DistanceSpace, num: np.ndarray) -> np.ndarray:
+    """Numerical values in units of the reference range (constant columns: 0/1 for equal or
+    not to the constant); NaN stays NaN."""
+    span = np.where(space.span > 0, space.span, 1.0)
+    v = (num - space.lo) / span
+    const = space.span == 0
+    v[:, const] = np.where(np.isnan(num[:, const]), np.nan,
+                           (num[:, const] != space.lo[const]).astype(float))
+    return v
 
 
-def _chunks(n: int, parts: int) -> list[slice]:
-    step = max(1, -(-n // parts))
-    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
+def _keys(cat: np.ndarray, num: np.ndarray) -> np.ndarray:
+    return np.hstack([cat, np.isnan(num).astype(np.int64)]) if num.size or cat.size \
+        else np.zeros((len(num), 0), np.int64)
+
+
+@dataclass
+class _Group:
+    rows: np.ndarray  # reference row indices
+    present: np.ndarray  # numerical columns present in this group (bool)
+    values: np.ndarray  # rows × present columns, scaled
+    tree: KDTree | None
+
+
+def _merge(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, i: np.ndarray, k: int):
+    all_d = np.hstack([best_d, d])
+    all_i = np.hstack([best_i, i])
+    order = np.argsort(all_d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(all_d, order, 1), np.take_along_axis(all_i, order, 1)
+
+
+def _brute(q: np.ndarray, g: _Group, both: np.ndarray, offset: float, k: int,
+           chunk_pairs: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest in group ``g`` for query rows ``q`` (scaled, unclipped) over the
+    numerical columns ``both`` (present in query and group), plus the mismatch ``offset``."""
+    cols_g = np.flatnonzero(both[g.present])
+    r = g.values[:, cols_g]
+    qq = q[:, both]
+    kk = min(k, len(g.rows))
+    out_d = np.empty((len(q), kk))
+    out_i = np.empty((len(q), kk), dtype=np.int64)
+    step = max(1, chunk_pairs // max(1, len(g.rows) * max(1, r.shape[1])))
+    for s in range(0, len(q), step):
+        d = np.minimum(np.abs(qq[s:s + step, None, :] - r[None, :, :]), 1.0).sum(axis=2) \
+            + offset
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else \
+            np.tile(np.arange(d.shape[1]), (len(d), 1))
+        dd = np.take_along_axis(d, part, 1)
+        o = np.argsort(dd, axis=1, kind="stable")
+        out_d[s:s + step] = np.take_along_axis(dd, o, 1)
+        out_i[s:s + step] = g.rows[np.take_along_axis(part, o, 1)]
+    return out_d, out_i
+
+
+def _search_own_group(q: np.ndarray, g: _Group, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest in the query's own key group (no mismatches), exact: a tree search on
+    clipped values, then a radius re-rank for queries with values outside the range."""
+    if g.tree is None:
+        return _brute(q, g, g.present, 0.0, k)
+    qq = q[:, g.present]
+    clipped = np.clip(qq, 0.0, 1.0)
+    kk = min(k, len(g.rows))
+    d, idx = g.tree.query(clipped, k=kk)
+    outside = np.flatnonzero((qq != clipped).any(axis=1))
+    for j in outside:
+        exact = np.minimum(np.abs(g.values[idx[j]] - qq[j]), 1.0).sum(axis=1)
+        radius = np.sort(exact)[-1] + 1e-12
+        cand = g.tree.query_radius(clipped[j:j + 1], r=radius)[0]
+        ex = np.minimum(np.abs(g.values[cand] - qq[j]), 1.0).sum(axis=1)
+        o = np.argsort(ex, kind="stable")[:kk]
+        d[j], idx[j] = ex[o], cand[o]
+    return d, g.rows[idx]
 
 
 def nearest_records(space: DistanceSpace, query: pd.DataFrame, reference: pd.DataFrame, *,
                     k: int = 1, n_jobs: int = 2) -> np.ndarray:
     """Exact distances from each query row to its ``k`` nearest reference rows (n_query × k,
-    ascending), under SDMetrics' DCR distance in ``space``. Queries run in ``n_jobs`` threads."""
+    ascending), under SDMetrics' DCR distance in ``space``. Query groups run in ``n_jobs``
+    threads."""
     qn, qc = space.encode(query)
     rn, rc = space.encode(reference)
     k = min(k, len(reference))
-    if space.numeric:
-        nan_cols = np.isnan(rn).any(axis=0) | np.isnan(qn).any(axis=0)
-    else:
-        nan_cols = np.zeros(0, bool)
-    onehot = [j for j, c in enumerate(space.categorical)
-              if len(space.categories[c]) + 1 <= MAX_ONE_HOT]
-    hi = space.lo + space.span
+    n_cols = space.n_columns
+    rv, qv = _scaled(space, rn), _scaled(space, qn)
+    ref_keys, ref_group = np.unique(_keys(rc, rn), axis=0, return_inverse=True)
+    ref_group = ref_group.ravel()
+    order = np.argsort(ref_group, kind="stable")
+    bounds = np.searchsorted(ref_group[order], np.arange(len(ref_keys) + 1))
+    n_cat = rc.shape[1]
+    groups = []
+    for g in range(len(ref_keys)):
+        rows = order[bounds[g]:bounds[g + 1]]
+        present = ref_keys[g, n_cat:] == 0
+        values = rv[np.ix_(rows, np.flatnonzero(present))]
+        # a tree needs values inside [0, 1]: true for the reference the space was fitted on
+        in_range = values.size == 0 or (values.min() >= 0 and values.max() <= 1)
+        tree = KDTree(values, metric="manhattan") \
+            if len(rows) >= MIN_TREE_ROWS and present.any() and in_range else None
+        groups.append(_Group(rows, present, values, tree))
+    q_keys, q_group = np.unique(_keys(qc, qn), axis=0, return_inverse=True)
+    q_group = q_group.ravel()
 
-    def outside(x: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            return ((x < space.lo) | (x > hi)).any(axis=1)
+    def solve(key_ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        results = []
+        for key_id in key_ids:
+            rows_q = np.flatnonzero(q_group == key_id)
+            key = q_keys[key_id]
+            q_present = key[n_cat:] == 0
+            q = qv[rows_q]
+            mism = (ref_keys != key).sum(axis=1)
+            best_d = np.full((len(rows_q), k), np.inf)
+            best_i = np.full((len(rows_q), k), -1, dtype=np.int64)
+            for g in np.argsort(mism, kind="stable"):
+                m = float(mism[g])
+                active = np.flatnonzero(best_d[:, -1] > m)
+                if not len(active):
+                    break
+                grp = groups[g]
+                if m == 0:
+                    d, i = _search_own_group(q[active], grp, k)
+                else:
+                    d, i = _brute(q[active], grp, q_present & grp.present, m, k)
+                if d.shape[1] < k:
+                    pad = k - d.shape[1]
+                    d = np.hstack([d, np.full((len(d), pad), np.inf)])
+                    i = np.hstack([i, np.full((len(i), pad), -1)])
+                best_d[active], best_i[active] = _merge(best_d[active], best_i[active], d, i, k)
+            results.append((rows_q, best_d, best_i))
+        return results
 
-    # the bound is exact unless: a categorical is left out of the embedding, missing numeric
-    # values exist, or a reference value lies outside the space's range
-    loose_all = (len(onehot) < len(space.categorical) or bool(nan_cols.any())
-                 or (space.numeric and bool(outside(rn).any())))
-    emb_r = _embed(space, rn, rc, nan_cols, onehot)
-    emb_q = _embed(space, qn, qc, nan_cols, onehot)
-    tree = KDTree(emb_r, metric="manhattan")
-    parts = _chunks(len(emb_q), n_jobs)
-    pool = Parallel(n_jobs=n_jobs, prefer="threads")
-    idx = np.vstack(pool(delayed(lambda sl: tree.query(emb_q[sl], k=k)[1])(sl) for sl in parts))
+    key_ids = np.arange(len(q_keys))
+    # spread query groups over threads, biggest first
+    sizes = np.bincount(q_group, minlength=len(q_keys))
+    key_ids = key_ids[np.argsort(-sizes, kind="stable")]
+    shards = [key_ids[j::n_jobs] for j in range(n_jobs)]
     out = np.empty((len(query), k))
-    if loose_all:
-        loose = np.ones(len(query), dtype=bool)
-    else:
-        loose = outside(qn) if space.numeric else np.zeros(len(query), dtype=bool)
-    ti = np.flatnonzero(~loose)
-    if len(ti):
-        d = np.abs(emb_q[ti, None, :] - emb_r[idx[ti]]).sum(axis=2) / space.n_columns
-        out[ti] = np.sort(d, axis=1)
-    li = np.flatnonzero(loose)
-    if len(li):
-        kth = np.array([np.sort(exact_distances(space, qn[i], qc[i], rn[idx[i]],
-                                                rc[idx[i]]))[k - 1] for i in li])
-        radius = kth * space.n_columns + 1e-9
-
-        def refine(sl: slice) -> list[np.ndarray]:
-            rows = li[sl]
-            cands = tree.query_radius(emb_q[rows], r=radius[sl])
-            return [np.sort(exact_distances(space, qn[i], qc[i], rn[c], rc[c]))[:k]
-                    for i, c in zip(rows, cands, strict=True)]
-
-        res = pool(delayed(refine)(sl) for sl in _chunks(len(li), n_jobs))
-        out[li] = np.vstack([r for chunk in res for r in chunk])
+    for part in Parallel(n_jobs=n_jobs, prefer="threads")(delayed(solve)(sh) for sh in shards):
+        for rows_q, d, _ in part:
+            out[rows_q] = d / n_cols
     return out
