@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats.contingency import association
 
 from synthloop.audit.base import MetricResult, relative_score
 from synthloop.audit.dcr import DistanceSpace, nearest_records
@@ -134,30 +133,40 @@ def ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
     empty."""
     r = np.round(_as_numeric(real).to_numpy(), MAX_DECIMALS)
     s = np.round(_as_numeric(synthetic).to_numpy(), MAX_DECIMALS)
-    r, s = np.sort(r[~np.isnan(r)]), np.sort(s[~np.isnan(s)])
+    r, s = r[~np.isnan(r)], s[~np.isnan(s)]
     if not len(r) or not len(s):
         return float("nan")
     # the two-sample KS statistic as scipy computes it (sup of the ECDF difference over all
-    # observed values), without the p-value we do not use (most of ks_2samp's time)
+    # observed values), from one sort of both samples, without the p-value we do not use
     both = np.concatenate([r, s])
-    cdf_r = np.searchsorted(r, both, side="right") / len(r)
-    cdf_s = np.searchsorted(s, both, side="right") / len(s)
-    return float(1 - np.abs(cdf_r - cdf_s).max())
+    order = np.argsort(both)  # ties: only the last index of each value is read
+    step = np.where(order < len(r), 1.0 / len(r), -1.0 / len(s))
+    diff = np.cumsum(step)
+    sorted_vals = both[order]
+    last_of_value = np.r_[sorted_vals[1:] != sorted_vals[:-1], True]  # ECDFs jump at ties
+    return float(1 - np.abs(diff[last_of_value]).max())
+
+
+def _shared_codes(real: pd.Series, synthetic: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Category codes shared by both sides (missing → -1) and the number of categories."""
+    codes, uniques = pd.factorize(pd.concat([real, synthetic], ignore_index=True),
+                                  use_na_sentinel=True)
+    return codes[:len(real)], codes[len(real):], len(uniques)
 
 
 def tv_complement(real: pd.Series, synthetic: pd.Series) -> float:
     """1 - total variation distance of category frequencies, missing values dropped
     (SDMetrics TVComplement, including its 1e-6 count for synthetic-only categories)."""
-    r = real.dropna().value_counts()
-    s = synthetic.dropna().value_counts()
-    if not len(r) or not len(s):
+    cr, cs, k = _shared_codes(real, synthetic)
+    r = np.bincount(cr[cr >= 0], minlength=k).astype(float)
+    sc = np.bincount(cs[cs >= 0], minlength=k).astype(float)
+    if r.sum() == 0 or sc.sum() == 0:
         return float("nan")
-    extra = s.index.difference(r.index)
-    r = pd.concat([r.astype(float), pd.Series(1e-6, index=extra)]) if len(extra) else \
-        r.astype(float)
+    seen = (r > 0) | (sc > 0)
+    r = np.where((r == 0) & (sc > 0), 1e-6, r)[seen]
     f_exp = r / r.sum()
-    f_obs = s.reindex(r.index, fill_value=0) / s.sum()
-    return float(1 - 0.5 * np.abs(f_obs.to_numpy() - f_exp.to_numpy()).sum())
+    f_obs = sc[seen] / sc.sum()
+    return float(1 - 0.5 * np.abs(f_obs - f_exp).sum())
 
 
 def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, str]
@@ -179,26 +188,39 @@ def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, 
 
 # --- column-pair trends ----------------------------------------------------------------------
 
-def _discrete_codes(df: pd.DataFrame, types: dict[str, str],
-                    categories: dict[str, pd.Index]) -> dict[str, np.ndarray]:
-    """Integer codes per compared column: continuous columns as ``np.digitize`` bin numbers over
-    their own ``np.histogram_bin_edges`` (missing → 11, as np.digitize puts NaN past the last
-    edge), discrete columns as category indices shared by both sides (missing → last code)."""
-    codes = {}
+def _bin_codes(s: pd.Series) -> np.ndarray:
+    """``np.digitize`` bin numbers over the column's own ``np.histogram_bin_edges`` (missing →
+    11, as np.digitize puts NaN past the last edge)."""
+    v = _as_numeric(s).to_numpy()
+    finite = v[~np.isnan(v)]
+    edges = np.histogram_bin_edges(finite) if len(finite) else np.linspace(0, 1, 11)
+    return np.digitize(v, bins=edges).astype(np.int64)
+
+
+def _pair_codes(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, str]
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Integer codes per compared column for both sides: continuous columns binned per side
+    (as SDMetrics does), discrete columns as category codes shared by both sides, missing as
+    its own code."""
+    codes_r, codes_s = {}, {}
     for c, t in types.items():
         if t == "id":
             continue
         if t in _CONTINUOUS:
-            v = _as_numeric(df[c]).to_numpy()
-            finite = v[~np.isnan(v)]
-            edges = np.histogram_bin_edges(finite) if len(finite) else np.linspace(0, 1, 11)
-            codes[c] = np.digitize(v, bins=edges).astype(np.int64)
+            codes_r[c], codes_s[c] = _bin_codes(real[c]), _bin_codes(synthetic[c])
         else:
-            cats = categories[c]
-            idx = cats.get_indexer(df[c])
-            idx[df[c].isna().to_numpy()] = len(cats)
-            codes[c] = idx.astype(np.int64)
-    return codes
+            cr, cs, k = _shared_codes(real[c], synthetic[c])
+            codes_r[c] = np.where(cr < 0, k, cr).astype(np.int64)
+            codes_s[c] = np.where(cs < 0, k, cs).astype(np.int64)
+    return codes_r, codes_s
+
+
+def _cramers_v(table: np.ndarray) -> float:
+    """Cramér's V without continuity correction (scipy.stats.contingency.association)."""
+    n = table.sum()
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / n
+    chi2 = ((table - expected) ** 2 / expected).sum()
+    return float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
 
 
 def _contingency_similarity(a_r: np.ndarray, b_r: np.ndarray, a_s: np.ndarray,
@@ -214,8 +236,15 @@ def _contingency_similarity(a_r: np.ndarray, b_r: np.ndarray, a_s: np.ndarray,
     if table.sum() == 0 or min(table.shape) < 2:
         assoc = float("nan")
     else:
-        assoc = float(association(table, method="cramer"))
+        assoc = _cramers_v(table.astype(np.float64))
     return float(1 - 0.5 * np.abs(pr - ps).sum()), assoc
+
+
+def _is_constant(s: pd.Series) -> bool:
+    """Exactly one distinct non-missing value (SDMetrics' ``nunique() == 1``)."""
+    v = _as_numeric(s).to_numpy()
+    v = v[~np.isnan(v)]
+    return bool(len(v)) and v.min() == v.max()
 
 
 def _pearson_matrix(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -250,15 +279,11 @@ def column_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[
     ``real_correlation_threshold`` or Cramér's V above ``real_association_threshold``; set both
     to 0 to count every pair."""
     compared = [c for c, t in types.items() if t != "id"]
-    categories = {c: pd.Index(pd.concat([real[c], synthetic[c]]).dropna().unique())
-                  for c in compared if types[c] not in _CONTINUOUS}
-    codes_r = _discrete_codes(real, types, categories)
-    codes_s = _discrete_codes(synthetic, types, categories)
+    codes_r, codes_s = _pair_codes(real, synthetic, types)
     cont = [c for c in compared if types[c] in _CONTINUOUS]
     corr_r = _pearson_matrix(real, cont) if cont else None
     corr_s = _pearson_matrix(synthetic, cont) if cont else None
-    constant = {c for c in cont
-                if real[c].nunique() == 1 or synthetic[c].nunique() == 1}
+    constant = {c for c in cont if _is_constant(real[c]) or _is_constant(synthetic[c])}
     rows = []
     for a, b in itertools.combinations(compared, 2):
         if types[a] in _CONTINUOUS and types[b] in _CONTINUOUS:
