@@ -126,6 +126,9 @@ class _Group:
 
 
 def _merge(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, i: np.ndarray, k: int):
+    if k == 1:  # the common case, without sorting
+        better = d[:, 0] < best_d[:, 0]
+        return (np.where(better[:, None], d, best_d), np.where(better[:, None], i, best_i))
     all_d = np.hstack([best_d, d])
     all_i = np.hstack([best_i, i])
     order = np.argsort(all_d, axis=1, kind="stable")[:, :k]
@@ -146,6 +149,11 @@ def _brute(q: np.ndarray, g: _Group, both: np.ndarray, offset: float, k: int,
     for s in range(0, len(q), step):
         d = np.minimum(np.abs(qq[s:s + step, None, :] - r[None, :, :]), 1.0).sum(axis=2) \
             + offset
+        if kk == 1:
+            j = d.argmin(axis=1)
+            out_d[s:s + step, 0] = d[np.arange(len(d)), j]
+            out_i[s:s + step, 0] = g.rows[j]
+            continue
         part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else \
             np.tile(np.arange(d.shape[1]), (len(d), 1))
         dd = np.take_along_axis(d, part, 1)
@@ -202,11 +210,13 @@ def nearest_records(space: DistanceSpace, query: pd.DataFrame, reference: pd.Dat
         groups.append(_Group(rows, present, values, tree))
     q_keys, q_group = np.unique(_keys(qc, qn), axis=0, return_inverse=True)
     q_group = q_group.ravel()
+    q_order = np.argsort(q_group, kind="stable")
+    q_bounds = np.searchsorted(q_group[q_order], np.arange(len(q_keys) + 1))
 
     def solve(key_ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         results = []
         for key_id in key_ids:
-            rows_q = np.flatnonzero(q_group == key_id)
+            rows_q = q_order[q_bounds[key_id]:q_bounds[key_id + 1]]
             key = q_keys[key_id]
             q_present = key[n_cat:] == 0
             q = qv[rows_q]
@@ -232,6 +242,8 @@ def nearest_records(space: DistanceSpace, query: pd.DataFrame, reference: pd.Dat
         return results
 
     key_ids = np.arange(len(q_keys))
+    if len(query) < 50_000:  # below this the GIL-bound bookkeeping makes threads a loss
+        n_jobs = 1
     # spread query groups over threads, biggest first
     sizes = np.bincount(q_group, minlength=len(q_keys))
     key_ids = key_ids[np.argsort(-sizes, kind="stable")]
