@@ -103,19 +103,48 @@ def test_bad_inputs_are_one_line(text_files, tmp_path):
     _one_error_line(_cli("--real", str(real_csv), "--synthetic", str(head_only)), "head.csv")
 
 
-def test_report_renders_in_headless_chromium(text_files, tmp_path):
+def _rendered_dom(page: Path) -> str:
+    """The page's DOM after its scripts ran in headless Chromium."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if os.environ.get("CI"):
             pytest.fail("CI installs chromium (.ci/run); it is missing")
         pytest.skip("chromium is not installed")
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120).stdout
+
+
+def test_text_report_renders_in_headless_chromium(text_files, tmp_path):
     out = tmp_path / "r.html"
     r = _cli("--real", str(text_files["real"]), "--synthetic", str(text_files["narrow"]),
              "--out", str(out), "--ppl-model", "none")
     assert r.returncode == 0, r.stderr
-    # --dump-dom prints the DOM after scripts ran: plotly must have drawn its SVG plots
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                          "--virtual-time-budget=10000", "--dump-dom", out.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = _rendered_dom(out)
     assert "Warnings" in dom and "Diversity collapsed" in dom
-    assert dom.count("main-svg") >= 4  # plotly rendered the metric bars and the figures
+    assert dom.count("main-svg") >= 4  # plotly drew the metric bars and the figures
+
+
+def test_table_audit_cli_and_report(tmp_path):
+    vega = pytest.importorskip("vega_datasets")
+    df = vega.local_data.seattle_weather().sample(frac=1, random_state=0)
+    real, syn, hold = tmp_path / "real.csv", tmp_path / "syn.parquet", tmp_path / "h.jsonl"
+    df.iloc[:1000].to_csv(real, index=False)
+    df.iloc[1200:1400].to_json(hold, orient="records", lines=True, date_format="iso")
+    copied = df.iloc[:25]  # 25 training rows copied into the synthetic set
+    import pandas as pd
+
+    pd.concat([df.iloc[1000:1200], copied]).to_parquet(syn)
+    out, js = tmp_path / "t.html", tmp_path / "t.json"
+    r = _cli("--real", str(real), "--synthetic", str(syn), "--holdout", str(hold),
+             "--target", "weather",
+             "--column-type", "date=datetime", "--out", str(out), "--json", str(js),
+             "--fail-on-warning")
+    assert r.returncode == 1, r.stderr  # the copied rows are a critical privacy warning
+    data = json.loads(js.read_text())
+    assert data["kind"] == "table"
+    ident = next(m for m in data["metrics"] if m["name"] == "identical_match_share")
+    assert ident["value"] == pytest.approx(25 / 225)
+    assert data["warnings"][0]["level"] == "critical"
+    dom = _rendered_dom(out)
+    assert "exact copies" in dom and dom.count("main-svg") >= 5

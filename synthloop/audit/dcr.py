@@ -163,6 +163,39 @@ def _brute(q: np.ndarray, g: _Group, both: np.ndarray, offset: float, k: int,
     return out_d, out_i
 
 
+def _brute_rows(q: np.ndarray, r: np.ndarray, offset: np.ndarray, ids: np.ndarray,
+                q_present: np.ndarray, k: int, chunk: int = 4_000_000
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest among reference rows ``r`` (scaled, NaN kept) with per-row mismatch
+    ``offset``: numerical columns present on both sides add ``min(|x - y|, 1)``; a column
+    missing on either side is already counted in the offset (or is missing on both)."""
+    cols = np.flatnonzero(q_present)
+    qq, rr = q[:, cols], r[:, cols]
+    kk = min(k, len(r))
+    out_d = np.empty((len(q), kk))
+    out_i = np.empty((len(q), kk), dtype=np.int64)
+    step = max(1, chunk // max(1, len(r) * max(1, len(cols))))
+    for s in range(0, len(q), step):
+        with np.errstate(invalid="ignore"):
+            d = np.nansum(np.minimum(np.abs(qq[s:s + step, None, :] - rr[None, :, :]), 1.0),
+                          axis=2) + offset[None, :]
+        if kk == 1:
+            j = d.argmin(axis=1)
+            out_d[s:s + step, 0] = d[np.arange(len(d)), j]
+            out_i[s:s + step, 0] = ids[j]
+            continue
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else \
+            np.tile(np.arange(d.shape[1]), (len(d), 1))
+        dd = np.take_along_axis(d, part, 1)
+        o = np.argsort(dd, axis=1, kind="stable")
+        out_d[s:s + step] = np.take_along_axis(dd, o, 1)
+        out_i[s:s + step] = ids[np.take_along_axis(part, o, 1)]
+    if kk < k:
+        out_d = np.hstack([out_d, np.full((len(q), k - kk), np.inf)])
+        out_i = np.hstack([out_i, np.full((len(q), k - kk), -1)])
+    return out_d, out_i
+
+
 def _search_own_group(q: np.ndarray, g: _Group, k: int) -> tuple[np.ndarray, np.ndarray]:
     """k nearest in the query's own key group (no mismatches), exact: a tree search on
     clipped values, then a radius re-rank for queries with values outside the range."""
@@ -218,25 +251,29 @@ def nearest_records(space: DistanceSpace, query: pd.DataFrame, reference: pd.Dat
         for key_id in key_ids:
             rows_q = q_order[q_bounds[key_id]:q_bounds[key_id + 1]]
             key = q_keys[key_id]
-            q_present = key[n_cat:] == 0
             q = qv[rows_q]
             mism = (ref_keys != key).sum(axis=1)
             best_d = np.full((len(rows_q), k), np.inf)
             best_i = np.full((len(rows_q), k), -1, dtype=np.int64)
-            for g in np.argsort(mism, kind="stable"):
-                m = float(mism[g])
-                active = np.flatnonzero(best_d[:, -1] > m)
-                if not len(active):
-                    break
-                grp = groups[g]
-                if m == 0:
-                    d, i = _search_own_group(q[active], grp, k)
-                else:
-                    d, i = _brute(q[active], grp, q_present & grp.present, m, k)
+            own = np.flatnonzero(mism == 0)
+            if len(own):
+                d, i = _search_own_group(q, groups[own[0]], k)
                 if d.shape[1] < k:
                     pad = k - d.shape[1]
                     d = np.hstack([d, np.full((len(d), pad), np.inf)])
                     i = np.hstack([i, np.full((len(i), pad), -1)])
+                best_d, best_i = _merge(best_d, best_i, d, i, k)
+            # other groups, level by level: every key mismatch adds exactly 1, so a level m
+            # matters only to queries whose k-th distance is still above m; each level's rows
+            # are searched in one vectorised pass
+            q_present = key[n_cat:] == 0
+            for m in np.unique(mism[mism > 0]):
+                active = np.flatnonzero(best_d[:, -1] > m)
+                if not len(active):
+                    break
+                cand = np.concatenate([groups[g].rows for g in np.flatnonzero(mism == m)])
+                d, i = _brute_rows(q[active], rv[cand], np.full(len(cand), float(m)), cand,
+                                   q_present, k)
                 best_d[active], best_i[active] = _merge(best_d[active], best_i[active], d, i, k)
             results.append((rows_q, best_d, best_i))
         return results

@@ -96,6 +96,17 @@ def _table_figures(result: AuditResult) -> list[tuple[str, go.Figure]]:
         fig.update_layout(title="Marginals (share of rows)", template="plotly_white",
                           height=260 * nrow + 80, barmode="group")
         figs.append(("Column marginals", fig))
+    corr = d.get("correlations")
+    if corr:
+        fig = make_subplots(rows=1, cols=2, subplot_titles=["real", "synthetic"])
+        for j, k in enumerate(("real", "synthetic")):
+            fig.add_trace(go.Heatmap(z=corr[k], x=corr["columns"], y=corr["columns"], zmin=-1,
+                                     zmax=1, colorscale="RdBu", showscale=j == 1),
+                          row=1, col=j + 1)
+        fig.update_layout(title="Pearson correlations of numerical columns",
+                          template="plotly_white", height=max(420, 18 * len(corr["columns"])
+                                                              + 200))
+        figs.append(("Correlations", fig))
     for side in ("synthetic", "holdout"):
         pairs = d.get("pairs", {}).get(side)
         if not pairs:

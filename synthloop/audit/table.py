@@ -62,6 +62,7 @@ class TableAuditData:
     shapes: list[dict] = field(default_factory=list)
     pairs: dict[str, list] = field(default_factory=dict)
     marginals: dict[str, dict] = field(default_factory=dict)
+    correlations: dict[str, list] = field(default_factory=dict)
     dcr: dict[str, list[float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, object] = field(default_factory=dict)
@@ -88,13 +89,53 @@ def infer_column_types(df: pd.DataFrame, overrides: dict[str, str] | None = None
             out[c] = "boolean"
         elif pd.api.types.is_numeric_dtype(s):
             out[c] = "numerical"
-        elif pd.api.types.is_datetime64_any_dtype(s):
+        elif pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s):
             out[c] = "datetime"
         else:
             nonnull = s.dropna()
             n_unique = nonnull.nunique()
             out[c] = "id" if len(nonnull) > 50 and n_unique > 0.9 * len(nonnull) \
                 else "categorical"
+    return out
+
+
+def _looks_like_dates(s: pd.Series, sample: int = 200) -> bool:
+    """Object column of dates: ``datetime.date`` values (Arrow date32) or ISO-8601 strings."""
+    import datetime
+
+    v = s.dropna()
+    if v.empty or v.dtype != object:
+        return False
+    v = v.iloc[:sample]
+    if all(isinstance(x, datetime.date) for x in v):
+        return True
+    if not all(isinstance(x, str) for x in v):
+        return False
+    try:
+        pd.to_datetime(v, format="ISO8601")
+    except (ValueError, TypeError):
+        return False
+    return bool(v.str.match(r"^\d{4}-\d{2}-\d{2}").all())
+
+
+def as_datetimes(frames: dict[str, pd.DataFrame], types: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """Datetime-typed columns converted to ``datetime64`` in every frame, or one error naming
+    the frame, column and value that is not a date."""
+    out = {}
+    for name, df in frames.items():
+        df = df.copy()
+        for c, t in types.items():
+            if t != "datetime" or pd.api.types.is_datetime64_any_dtype(df[c]):
+                continue
+            try:
+                df[c] = pd.to_datetime(df[c], format="ISO8601") if df[c].dtype == object \
+                    and df[c].dropna().map(type).eq(str).all() else pd.to_datetime(df[c])
+            except (ValueError, TypeError) as e:
+                raise InputError(f"{name} data: column '{c}' is typed datetime but holds a value "
+                                 f"that is not a date ({str(e).splitlines()[0]})") from None
+            if getattr(df[c].dt, "tz", None) is not None:
+                df[c] = df[c].dt.tz_convert(None)
+        out[name] = df
     return out
 
 
@@ -466,6 +507,8 @@ def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
         if len(df) < 2:
             raise InputError(f"{name} data: {len(df)} rows; the table audit needs at least 2")
     types = infer_column_types(real, cfg.column_types)
+    conv = as_datetimes({"real": real, "synthetic": synthetic, "holdout": holdout}, types)
+    real, synthetic, holdout = conv["real"], conv["synthetic"], conv["holdout"]
     if all(t == "id" for t in types.values()):
         raise InputError(f"real data: no column to compare (every column is identifier-like: "
                          f"{', '.join(types)}); for text data use kind 'text' and name its "
@@ -505,6 +548,11 @@ def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
                                       "pairs_scored": sum(r["meets"]
                                                           for r in pairs["synthetic"])}))
     data.marginals = _marginals(real, synthetic, holdout, types)
+    cont = [c for c, t in types.items() if t in _CONTINUOUS][:30]
+    if len(cont) >= 2:
+        data.correlations = {"columns": cont, **{
+            k: np.round(_pearson_matrix(df, cont).to_numpy(), 4).tolist()
+            for k, df in (("real", real), ("synthetic", synthetic))}}
 
     say("detection")
     det = {k: detection_auc(real, df, types, seed=cfg.seed, max_rows=cfg.detection_rows)
