@@ -45,13 +45,15 @@ def _noisy_copy(df: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("which", ["weather", "penguins"])
 def test_quality_scores_equal_sdmetrics(which, weather, penguins):
-    sdm = pytest.importorskip("sdmetrics.reports.single_table")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the single-table report's deprecation
+        sdm = pytest.importorskip("sdmetrics.reports.single_table")
     real = weather if which == "weather" else penguins
     syn = _noisy_copy(real, seed=1)
     types = infer_column_types(real)
-    report = sdm.QualityReport()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        report = sdm.QualityReport()
         report.generate(real, syn, {"columns": {c: {"sdtype": t} for c, t in types.items()}},
                         verbose=False)
     props = report.get_properties().set_index("Property")["Score"]

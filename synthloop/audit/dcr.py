@@ -135,34 +135,6 @@ def _merge(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, i: np.ndarray,
     return np.take_along_axis(all_d, order, 1), np.take_along_axis(all_i, order, 1)
 
 
-def _brute(q: np.ndarray, g: _Group, both: np.ndarray, offset: float, k: int,
-           chunk_pairs: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest in group ``g`` for query rows ``q`` (scaled, unclipped) over the
-    numerical columns ``both`` (present in query and group), plus the mismatch ``offset``."""
-    cols_g = np.flatnonzero(both[g.present])
-    r = g.values[:, cols_g]
-    qq = q[:, both]
-    kk = min(k, len(g.rows))
-    out_d = np.empty((len(q), kk))
-    out_i = np.empty((len(q), kk), dtype=np.int64)
-    step = max(1, chunk_pairs // max(1, len(g.rows) * max(1, r.shape[1])))
-    for s in range(0, len(q), step):
-        d = np.minimum(np.abs(qq[s:s + step, None, :] - r[None, :, :]), 1.0).sum(axis=2) \
-            + offset
-        if kk == 1:
-            j = d.argmin(axis=1)
-            out_d[s:s + step, 0] = d[np.arange(len(d)), j]
-            out_i[s:s + step, 0] = g.rows[j]
-            continue
-        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else \
-            np.tile(np.arange(d.shape[1]), (len(d), 1))
-        dd = np.take_along_axis(d, part, 1)
-        o = np.argsort(dd, axis=1, kind="stable")
-        out_d[s:s + step] = np.take_along_axis(dd, o, 1)
-        out_i[s:s + step] = g.rows[np.take_along_axis(part, o, 1)]
-    return out_d, out_i
-
-
 def _brute_rows(q: np.ndarray, r: np.ndarray, offset: np.ndarray, ids: np.ndarray,
                 q_present: np.ndarray, k: int, chunk: int = 4_000_000
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +172,8 @@ def _search_own_group(q: np.ndarray, g: _Group, k: int) -> tuple[np.ndarray, np.
     """k nearest in the query's own key group (no mismatches), exact: a tree search on
     clipped values, then a radius re-rank for queries with values outside the range."""
     if g.tree is None:
-        return _brute(q, g, g.present, 0.0, k)
+        return _brute_rows(q[:, g.present], g.values, np.zeros(len(g.rows)), g.rows,
+                           np.ones(int(g.present.sum()), dtype=bool), k)
     qq = q[:, g.present]
     clipped = np.clip(qq, 0.0, 1.0)
     kk = min(k, len(g.rows))

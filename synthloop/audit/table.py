@@ -294,7 +294,9 @@ def _pearson_matrix(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     x = np.column_stack([_as_numeric(df[c]).to_numpy() for c in cols])
     present = ~np.isnan(x)
     # centre first: the sums below are then small and the one-pass formula stays accurate
-    x = np.where(present, x - np.nanmean(np.where(present, x, np.nan), axis=0), 0.0)
+    counts = present.sum(axis=0)
+    means = np.where(present, x, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    x = np.where(present, x - means, 0.0)
     m = present.astype(np.float64)
     n = m.T @ m
     sx = x.T @ m  # sx[i, j]: sum of column i over rows where j is present too
