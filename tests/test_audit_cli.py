@@ -60,6 +60,10 @@ def test_text_audit_writes_report_json_and_gates(text_files, tmp_path):
             "self_bleu", "near_duplicate_rate", "pii_rate"} <= names
     ppl = next(m for m in data["metrics"] if m["name"] == "median_perplexity")
     assert 1 < ppl["value"] < 1000 and 1 < ppl["baseline"] < 1000
+    share = next(m for m in data["metrics"] if m["name"] == "ai_share")  # (#10) both sides
+    assert share["prop"] == "provenance" and share["score"] is None
+    assert 0 <= share["breakdown"]["holdout"]["low"] <= share["breakdown"]["holdout"]["high"]
+    assert share["breakdown"]["calibration"]["fpr"] == 0.01
     assert {"tails", "diversity"} <= {w["prop"] for w in data["warnings"]}
     html = out.read_text()
     assert html.startswith("<!doctype html>") and "Warnings" in html

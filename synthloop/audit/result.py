@@ -14,7 +14,7 @@ from synthloop.audit.base import AuditWarning, MetricResult, _json_float, grade
 from synthloop.records.io import write_text_atomic
 
 PROPERTY_ORDER = ("fidelity", "tails", "diversity", "quality", "detection", "utility",
-                  "privacy", "contamination")
+                  "privacy", "contamination", "provenance")
 
 
 def _jsonable(x: Any) -> Any:

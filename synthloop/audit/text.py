@@ -132,11 +132,37 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ks_2samp(a, b).statistic)
 
 
-def _doc_perplexities(lm, texts: Sequence[str], max_tokens: int) -> np.ndarray:
-    seqs = [s[:max_tokens] for s in lm.encode(texts)]
-    nll, n = lm.nll(seqs, batch_size=16)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(n > 0, np.exp(nll / np.maximum(n, 1)), np.nan)
+def _doc_stats(lm, texts: Sequence[str], max_tokens: int):
+    from synthloop.detect.scores import token_stats
+
+    return token_stats(lm, texts, max_tokens=max_tokens)
+
+
+def _ai_share_metric(stats: dict, model: str, max_tokens: int) -> MetricResult | None:
+    """Estimated AI-generated share of the scored synthetic and real-holdout documents
+    (Fast-DetectGPT under the reference LM, shipped calibration at 1% false positives)."""
+    from synthloop.detect import estimate_share, shipped_calibration
+    from synthloop.detect.scores import fast_detectgpt
+
+    if model != "smollm2-135m":
+        return None  # the shipped calibration is for the embedded model only
+    lengths = [st.n_tokens for v in stats.values() for st in v]
+    cal = shipped_calibration("fast-detectgpt", 0.01, int(np.median(lengths)) if lengths
+                              else max_tokens)
+    est = {}
+    for k, v in stats.items():
+        scores = np.array([fast_detectgpt(st) for st in v])
+        est[k] = estimate_share(list(scores > cal.threshold), cal)
+    if est["synthetic"]["share"] is None:
+        return None
+    return MetricResult(
+        name="ai_share", prop="provenance", value=est["synthetic"]["share"],
+        baseline=est["holdout"]["share"], direction="target", range=(0, 1), score=None,
+        description="estimated AI-generated share (Fast-DetectGPT under SmolLM2, 1% false "
+                    "positives on human prose; informational) — the baseline is the real "
+                    "holdout's own share",
+        breakdown={"synthetic": est["synthetic"], "holdout": est["holdout"],
+                   "calibration": cal.to_dict()})
 
 
 def audit_text(real: Sequence[str], synthetic: Sequence[str],
@@ -259,8 +285,10 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
         p_rng = np.random.default_rng(cfg.seed + 3)
         k_ = min(cfg.ppl_docs, n)
         pidx = _sample(n, k_, p_rng)
-        ppl = {k: _doc_perplexities(lm, [t[i] for i in pidx], cfg.ppl_max_tokens)
-               for k, t in sides.items()}
+        stats = {k: _doc_stats(lm, [t[i] for i in pidx], cfg.ppl_max_tokens)
+                 for k, t in sides.items()}
+        ppl = {k: np.array([np.exp(-st.logp.mean()) if st.n_tokens else np.nan for st in v])
+               for k, v in stats.items()}
         data.perplexities = {k: [float(x) for x in v if np.isfinite(x)] for k, v in ppl.items()}
         med = {k: float(np.nanmedian(v)) for k, v in ppl.items()}
         logks = _ks(np.log(ppl["synthetic"][np.isfinite(ppl["synthetic"])]),
@@ -270,6 +298,9 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
             (0, math.inf), f"median per-document perplexity under {cfg.ppl_model} (first "
             f"{cfg.ppl_max_tokens} tokens of {k_} documents); far from real either way is drift",
             breakdown={"ks_vs_holdout": logks, "model": cfg.ppl_model, "docs": k_}))
+        share = _ai_share_metric(stats, cfg.ppl_model, cfg.ppl_max_tokens)
+        if share is not None:
+            metrics.append(share)
 
     # --- privacy -----------------------------------------------------------------------------
     say("privacy")

@@ -90,6 +90,15 @@ def warnings_for(metrics: list[MetricResult], *, margin_scale: float = 1.0) -> l
     than the rule's margin (× ``margin_scale``); critical ones first."""
     out = []
     for m in metrics:
+        if m.name == "ai_share":
+            real = m.breakdown.get("holdout", {})
+            if real.get("low") is not None and real["low"] > 0.05 * margin_scale:
+                out.append(AuditWarning(
+                    prop=m.prop, metric=m.name, level="warning",
+                    message=f"Provenance: the real held-out data looks partly AI-generated "
+                            f"(estimated {real['share']:.0%}, 95% CI {real['low']:.0%}–"
+                            f"{real['high']:.0%}); keep-k%-real and accumulate assume it is "
+                            f"real."))
         rule = RULES.get(m.name)
         if rule is None or m.value is None or m.baseline is None:
             continue

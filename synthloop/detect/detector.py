@@ -1,0 +1,156 @@
+"""Zero-shot detection of unmarked AI-generated text: scores, calibrated verdicts, and the
+estimated AI-generated share of a dataset with a confidence interval.
+
+Thresholds are calibrated on human text for a stated false-positive rate. The shipped
+calibration (``calibration_smollm2.json``) was measured by ``benchmarks/bench_detect.py`` on
+held-out windows of 19th-century English novels; pass your own human text (``--human``) to
+calibrate for another domain — the false-positive rate only holds on text like the text it was
+calibrated on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+import numpy as np
+
+from synthloop.detect.scores import METHODS, token_stats
+from synthloop.errors import ConfigError
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass
+class Calibration:
+    """A score threshold for one method, model and document length.
+
+    Attributes:
+        method, model: how scores were computed.
+        fpr: target false-positive rate on human text; ``threshold`` is the human scores'
+            (1 - fpr) quantile, so a score above it is called AI-generated.
+        tpr: share of AI-generated calibration texts above the threshold (None if no AI
+            texts were given); the share estimate needs it.
+        n_human, n_ai: calibration set sizes; ``source`` says where they came from.
+        length: tokens scored per calibration document.
+    """
+
+    method: str
+    model: str
+    fpr: float
+    threshold: float
+    tpr: float | None
+    n_human: int
+    n_ai: int
+    length: int
+    source: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def calibrate(human_scores: Sequence[float], fpr: float, *, ai_scores: Sequence[float] = (),
+              method: str, model: str, length: int, source: str) -> Calibration:
+    """Threshold at the (1 - ``fpr``) quantile of ``human_scores``; TPR from ``ai_scores``."""
+    if not 0 < fpr < 1:
+        raise ConfigError(f"fpr must be in (0, 1), got {fpr}")
+    h = np.asarray([x for x in human_scores if math.isfinite(x)], dtype=float)
+    if len(h) < 10:
+        raise ConfigError(f"calibration needs at least 10 human texts, got {len(h)}")
+    thr = float(np.quantile(h, 1 - fpr, method="higher"))
+    a = np.asarray([x for x in ai_scores if math.isfinite(x)], dtype=float)
+    tpr = float((a > thr).mean()) if len(a) else None
+    return Calibration(method, model, fpr, thr, tpr, len(h), len(a), length, source)
+
+
+def shipped_calibration(method: str, fpr: float, length: int) -> Calibration:
+    """The calibration measured by benchmarks/bench_detect.py for SmolLM2-135M: the entry with
+    this method and fpr whose length is closest to ``length`` (from below when possible)."""
+    data = json.loads(resources.files("synthloop.detect").joinpath(
+        "calibration_smollm2.json").read_text(encoding="utf-8"))
+    entries = [Calibration(**e) for e in data["calibrations"]
+               if e["method"] == method and abs(e["fpr"] - fpr) < 1e-12]
+    if not entries:
+        fprs = sorted({e["fpr"] for e in data["calibrations"] if e["method"] == method})
+        raise ConfigError(f"no shipped calibration for method '{method}' at fpr {fpr} "
+                          f"(shipped: {fprs}); calibrate on your own human text (--human)")
+    below = [e for e in entries if e.length <= length]
+    pool = below or entries
+    return min(pool, key=lambda e: abs(e.length - length))
+
+
+def estimate_share(verdicts: Sequence[bool], calibration: Calibration, *,
+                   confidence: float = 0.95) -> dict[str, float | int | None]:
+    """Estimated AI-generated share of a dataset from its verdicts.
+
+    The flagged rate r mixes true and false positives: E[r] = π·TPR + (1 - π)·FPR, so
+    π = (r - FPR) / (TPR - FPR) (Rogan & Gladen 1978), clipped to [0, 1]. The interval maps
+    the Wilson interval of r the same way (the calibration's own error is not included).
+    """
+    n = len(verdicts)
+    k = int(np.sum(verdicts))
+    out: dict[str, float | int | None] = {"n": n, "flagged": k, "flagged_rate": k / n if n else
+                                          None, "share": None, "low": None, "high": None,
+                                          "confidence": confidence}
+    if not n:
+        return out
+    z = float(_normal_quantile(0.5 + confidence / 2))
+    r = k / n
+    denom = 1 + z * z / n
+    centre = (r + z * z / (2 * n)) / denom
+    half = z * math.sqrt(r * (1 - r) / n + z * z / (4 * n * n)) / denom
+    tpr, fpr = calibration.tpr, calibration.fpr
+    if tpr is None or tpr <= fpr:
+        return out  # without a true-positive rate the flagged rate is all we can say
+
+    def correct(x: float) -> float:
+        return float(min(1.0, max(0.0, (x - fpr) / (tpr - fpr))))
+
+    out.update(share=correct(r), low=correct(centre - half), high=correct(centre + half))
+    return out
+
+
+def _normal_quantile(p: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(p))
+
+
+class Detector:
+    """Scores texts with a zero-shot method under a reference LM.
+
+    Args:
+        model: reference LM spec (default: the embedded SmolLM2-135M) or a loaded
+            :class:`~synthloop.models.lm.LanguageModel`.
+        method: ``fast-detectgpt`` (default) or ``likelihood`` (the perplexity baseline).
+        max_tokens: tokens scored per text (its first ones).
+        device: where the LM runs.
+    """
+
+    def __init__(self, model=DEFAULT_MODEL, *, method: str = "fast-detectgpt",
+                 max_tokens: int = 256, device: str = "cpu"):
+        if method not in METHODS:
+            raise ConfigError(f"unknown method '{method}' (expected one of "
+                              f"{', '.join(METHODS)})")
+        if max_tokens < 1:
+            raise ConfigError("max_tokens must be ≥ 1")
+        if isinstance(model, str):
+            from synthloop.models.registry import load_lm
+
+            self.model_name = model
+            self.lm = load_lm(model, device=device)
+        else:
+            self.model_name = getattr(model, "name", type(model).__name__)
+            self.lm = model
+        self.method = method
+        self.max_tokens = max_tokens
+
+    def score(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(score per text — higher = more likely AI-generated —, tokens scored per text)."""
+        stats = token_stats(self.lm, texts, max_tokens=self.max_tokens, progress=progress)
+        fn = METHODS[self.method]
+        return (np.array([fn(s) for s in stats]), np.array([s.n_tokens for s in stats]))
