@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 Direction = Literal["higher", "lower", "target"]
 
 # Score bands for the letter grade shown on the report.
@@ -119,6 +121,14 @@ def worse_than(value: float, baseline: float | None, direction: Direction, *,
     if direction == "lower":
         return value > baseline + margin
     return abs(value - baseline) > margin
+
+
+def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(n)`` into sorted (train, holdout) indices; the holdout gets
+    ``round(n * fraction)`` items (at least 1). Text and table audits split the same way."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_hold = max(1, int(round(n * fraction)))
+    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
 
 
 def grade(score: float | None) -> str:

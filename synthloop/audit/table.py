@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from synthloop.audit.base import MetricResult, relative_score
+from synthloop.audit.base import MetricResult, holdout_indices, relative_score
 from synthloop.audit.dcr import DistanceSpace, nearest_records
 from synthloop.errors import ConfigError, InputError
 
@@ -470,11 +470,8 @@ def tstr(train_on: pd.DataFrame, test_on: pd.DataFrame, target: str, types: dict
 def split_holdout_rows(real: pd.DataFrame, fraction: float, seed: int
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded split of the real rows into (train, holdout)."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(real))
-    n_hold = max(1, int(round(len(real) * fraction)))
-    return (real.iloc[np.sort(perm[n_hold:])].reset_index(drop=True),
-            real.iloc[np.sort(perm[:n_hold])].reset_index(drop=True))
+    train, hold = holdout_indices(len(real), fraction, seed)
+    return real.iloc[train].reset_index(drop=True), real.iloc[hold].reset_index(drop=True)
 
 
 def _result(name: str, prop: str, value: float, baseline: float | None, direction: str,

@@ -20,7 +20,7 @@ from scipy import stats
 
 from synthloop.audit import embeddings as emb
 from synthloop.audit import ngrams as ng
-from synthloop.audit.base import MetricResult, relative_score
+from synthloop.audit.base import MetricResult, holdout_indices, relative_score
 from synthloop.audit.minhash import near_duplicate_mask, signatures
 from synthloop.audit.textchecks import GOPHER_RULES, find_pii, quality_flag_rates
 from synthloop.errors import ConfigError
@@ -96,13 +96,8 @@ def _sample(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def split_holdout(real: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Seeded split of ``real`` into (train, holdout)."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(real))
-    n_hold = max(1, int(round(len(real) * fraction)))
-    hold = set(perm[:n_hold].tolist())
-    train = [t for i, t in enumerate(real) if i not in hold]
-    holdout = [t for i, t in enumerate(real) if i in hold]
-    return train, holdout
+    train, hold = holdout_indices(len(real), fraction, seed)
+    return [real[i] for i in train], [real[i] for i in hold]
 
 
 def _metric(name: str, prop: str, value: float, baseline: float | None, direction: str,
