@@ -162,3 +162,20 @@ def test_same_seed_same_json(paragraphs):
     a = synthloop.audit(real, syn, ppl_model=None, embeddings=False, seed=3).to_json()
     b = synthloop.audit(real, syn, ppl_model=None, embeddings=False, seed=3).to_json()
     assert a == b
+
+
+def test_ks_statistic_equals_scipy_and_subset_equals_retokenising():
+    from scipy import stats
+
+    from synthloop.audit.base import ks_statistic
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # integer lengths: many ties
+        a = rng.integers(0, 20, rng.integers(1, 200)).astype(float)
+        b = rng.normal(8, 4, rng.integers(1, 200)).round()
+        assert ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+    v = ng.Vocabulary()
+    docs = ["a b c", "d e", "f g h i"]
+    sub = ng.tokenize(docs, v).subset(np.array([2, 0]))
+    ref = ng.tokenize([docs[2], docs[0]], v)
+    assert sub.ids.tolist() == ref.ids.tolist() and sub.offsets.tolist() == ref.offsets.tolist()

@@ -123,6 +123,20 @@ def worse_than(value: float, baseline: float | None, direction: Direction, *,
     return abs(value - baseline) > margin
 
 
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic (the sup of the ECDF difference over all observed
+    values, as scipy's ``ks_2samp`` computes it) from one sort of both samples, without the
+    p-value; 1.0 if a side is empty. NaNs must be removed by the caller."""
+    if not len(a) or not len(b):
+        return 1.0
+    both = np.concatenate([a, b])
+    order = np.argsort(both)  # ties: only the last index of each value is read
+    diff = np.cumsum(np.where(order < len(a), 1.0 / len(a), -1.0 / len(b)))
+    sorted_vals = both[order]
+    last_of_value = np.r_[sorted_vals[1:] != sorted_vals[:-1], True]  # ECDFs jump at ties
+    return float(np.abs(diff[last_of_value]).max())
+
+
 def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of ``range(n)`` into sorted (train, holdout) indices; the holdout gets
     ``round(n * fraction)`` items (at least 1). Text and table audits split the same way."""

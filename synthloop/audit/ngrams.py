@@ -70,6 +70,16 @@ class TokenizedCorpus:
     def doc_of_position(self) -> np.ndarray:
         return np.repeat(np.arange(self.n_docs), self.lengths())
 
+    def subset(self, docs: np.ndarray) -> TokenizedCorpus:
+        """The corpus of documents ``docs`` (indices, in that order), without re-tokenising."""
+        starts, ends = self.offsets[docs], self.offsets[docs + 1]
+        lengths = ends - starts
+        pos = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)]) \
+            if len(docs) else np.zeros(0, np.int64)
+        return TokenizedCorpus(ids=self.ids[pos],
+                               offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                               codes=self.codes[pos])
+
     def ngram_hashes(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of every n-gram that lies inside one document, and that document's index."""
         total = len(self.ids)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from synthloop.audit.base import MetricResult, holdout_indices, relative_score
+from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
 from synthloop.audit.dcr import DistanceSpace, nearest_records
 from synthloop.errors import ConfigError, InputError
 
@@ -177,15 +177,7 @@ def ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
     r, s = r[~np.isnan(r)], s[~np.isnan(s)]
     if not len(r) or not len(s):
         return float("nan")
-    # the two-sample KS statistic as scipy computes it (sup of the ECDF difference over all
-    # observed values), from one sort of both samples, without the p-value we do not use
-    both = np.concatenate([r, s])
-    order = np.argsort(both)  # ties: only the last index of each value is read
-    step = np.where(order < len(r), 1.0 / len(r), -1.0 / len(s))
-    diff = np.cumsum(step)
-    sorted_vals = both[order]
-    last_of_value = np.r_[sorted_vals[1:] != sorted_vals[:-1], True]  # ECDFs jump at ties
-    return float(1 - np.abs(diff[last_of_value]).max())
+    return float(1 - ks_statistic(r, s))
 
 
 def _shared_codes(real: pd.Series, synthetic: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:

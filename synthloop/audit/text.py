@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from synthloop.audit import embeddings as emb
 from synthloop.audit import ngrams as ng
-from synthloop.audit.base import MetricResult, holdout_indices, relative_score
+from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
 from synthloop.audit.minhash import near_duplicate_mask, signatures
 from synthloop.audit.textchecks import GOPHER_RULES, find_pii, quality_flag_rates
 from synthloop.errors import ConfigError
@@ -121,12 +120,6 @@ def compression_ratio(texts: Sequence[str]) -> float:
     return len(raw) / len(gzip.compress(raw, compresslevel=9, mtime=0))
 
 
-def _ks(a: np.ndarray, b: np.ndarray) -> float:
-    if not len(a) or not len(b):
-        return 1.0
-    return float(stats.ks_2samp(a, b).statistic)
-
-
 def _doc_stats(lm, texts: Sequence[str], max_tokens: int):
     from synthloop.detect.scores import token_stats
 
@@ -203,8 +196,9 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
     say("tokenising")
     vocab = ng.Vocabulary()
     tok_real = ng.tokenize(real, vocab)
-    tok = {k: ng.tokenize(v, vocab) for k, v in sides.items()}
     tok_full = {"synthetic": ng.tokenize(synthetic, vocab), "holdout": ng.tokenize(holdout, vocab)}
+    tok = {"synthetic": tok_full["synthetic"].subset(syn_idx),
+           "holdout": tok_full["holdout"].subset(hold_idx)}
     for k, t in tok.items():
         data.lengths[k] = t.lengths().tolist()
     data.lengths["real"] = tok_real.lengths().tolist()
@@ -218,7 +212,7 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
         metrics.append(_metric(name, "fidelity", v["synthetic"], v["holdout"], "lower", (0, 1),
                                f"Jensen-Shannon divergence of {'word' if n_ == 1 else 'bigram'} "
                                f"frequencies from the real data (base 2)"))
-    ks = {k: _ks(np.asarray(data.lengths[k]), tok_real.lengths()) for k in tok}
+    ks = {k: ks_statistic(np.asarray(data.lengths[k]), tok_real.lengths()) for k in tok}
     metrics.append(_metric("length_ks", "fidelity", ks["synthetic"], ks["holdout"], "lower",
                            (0, 1), "Kolmogorov-Smirnov distance of document lengths (words) "
                            "from the real data"))
@@ -286,7 +280,7 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
                for k, v in stats.items()}
         data.perplexities = {k: [float(x) for x in v if np.isfinite(x)] for k, v in ppl.items()}
         med = {k: float(np.nanmedian(v)) for k, v in ppl.items()}
-        logks = _ks(np.log(ppl["synthetic"][np.isfinite(ppl["synthetic"])]),
+        logks = ks_statistic(np.log(ppl["synthetic"][np.isfinite(ppl["synthetic"])]),
                     np.log(ppl["holdout"][np.isfinite(ppl["holdout"])]))
         metrics.append(_metric(
             "median_perplexity", "quality", med["synthetic"], med["holdout"], "target",
