@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from synthloop.collapse.experiment import _select
-from synthloop.collapse.policies import mix, mix_summary, parse_policies, parse_policy
+from synthloop.curate.policies import mix, mix_summary, parse_policies, parse_policy
 from synthloop.errors import ConfigError
 from synthloop.records import Generator, text_records
 

@@ -100,3 +100,42 @@ def near_duplicate_mask(sig: np.ndarray, reference: np.ndarray | None = None, *,
             if (agree >= threshold).any():
                 out[q] = True
     return out
+
+
+def earlier_duplicates(sig: np.ndarray, *, threshold: float = 0.8, bands: int = 16,
+                       max_candidates: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the first earlier row it near-duplicates (−1 if none) and their
+    estimated Jaccard similarity.
+
+    Keeping exactly the rows with −1 keeps the first document of every near-duplicate chain
+    (what deduplication wants); candidates come from LSH banding and are confirmed on the full
+    signatures; at most ``max_candidates`` earlier rows per bucket are compared.
+    """
+    n = sig.shape[0]
+    first = np.full(n, -1, dtype=np.int64)
+    sim = np.zeros(n)
+    if n < 2:
+        return first, sim
+    empty = (sig == EMPTY).all(axis=1)
+    keys = _band_keys(sig, bands)
+    for band in range(bands):
+        order = np.argsort(keys[:, band], kind="stable")  # ties stay in row order
+        k = keys[order, band]
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        ends = np.r_[starts[1:], n]
+        for s, e in zip(starts[(ends - starts) > 1], ends[(ends - starts) > 1], strict=True):
+            members = order[s:e]
+            members = members[~empty[members]]
+            for pos in range(1, len(members)):
+                q = members[pos]
+                if first[q] >= 0:
+                    continue
+                cand = members[max(0, pos - max_candidates):pos]
+                agree = (sig[cand] == sig[q]).mean(axis=1)
+                hit = np.flatnonzero(agree >= threshold)
+                if len(hit):
+                    first[q] = cand[hit[0]]
+                    sim[q] = agree[hit[0]]
+    # a row that was matched in one band may have an even earlier match in another band;
+    # either way it is dropped, and its recorded partner is a kept-or-earlier row
+    return first, sim

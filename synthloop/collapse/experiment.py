@@ -9,7 +9,7 @@ Protocol (Shumailov et al. 2024, with from-scratch models as in Gerstgrasser et 
   real train block (its first ``prompt_tokens`` tokens as the prompt) with ``new_tokens`` new
   tokens; only the new tokens form the synthetic record, whose ``generation`` is ``k + 1``.
 * Generation ``k + 1`` trains, from the same starting weights, on the policy's mix of real and
-  synthetic data (:mod:`synthloop.collapse.policies`).
+  synthetic data (:mod:`synthloop.curate.policies`).
 * Each generation is measured: perplexity on held-out real text; per-sample perplexity of its
   generated data under the generation-0 model; diversity and tail retention of that data.
 
@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from synthloop import __version__
 from synthloop.collapse.data import make_blocks, split_corpus
 from synthloop.collapse.metrics import log_bins, ppl_summary, text_metrics, word_counts
-from synthloop.collapse.policies import Policy, mix, mix_summary, parse_policies
+from synthloop.curate.policies import Policy, mix, mix_summary, parse_policies
 from synthloop.errors import ConfigError, InputError
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
 from synthloop.models.params import GenParams, TrainParams
@@ -63,7 +63,7 @@ class CollapseConfig:
         out: run folder (created; reused to resume).
         model: ``tiny``/``small``/``gpt-125m`` (from scratch), ``smollm2-135m`` or a folder.
         generations: model generations to train, counting generation 0 (trained on real data).
-        policies: comma-separated policy specs (see :mod:`synthloop.collapse.policies`).
+        policies: comma-separated policy specs (see :mod:`synthloop.curate.policies`).
         seeds: number of seeds (0 .. seeds-1); a seed sets initialisation, data order, sampling
             and mixing, never the train/test split (``split_seed``).
         block_tokens: tokens per real record; ``prompt_tokens`` of each prompt the model;

@@ -155,6 +155,8 @@ class HFLM(LanguageModel):
     @torch.no_grad()
     def generate(self, prompts, params: GenParams, *, seed, progress=None):
         params.validate()
+        if params.stop_at_eos and params.num_beams == 1:
+            return self._generate_until_eos(prompts, params, seed=seed, progress=progress)
         out: list[list[int] | None] = [None] * len(prompts)
         bsz = max(1, params.batch_size // params.num_beams)
         kwargs = {"max_new_tokens": params.max_new_tokens,
@@ -178,6 +180,34 @@ class HFLM(LanguageModel):
             if progress:
                 progress(len(rows))
         return out  # type: ignore[return-value]
+
+    def _generate_until_eos(self, prompts, params: GenParams, *, seed, progress=None):
+        """Sampling that stops each row at EOS; prompts of any length, left-padded per batch
+        (batches taken in prompt order, so the output depends only on the seed)."""
+        eos = self.tokenizer.eos_token_id
+        banned = [[i] for i in self.banned_ids if i != eos]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        kwargs = {"max_new_tokens": params.max_new_tokens, "do_sample": True,
+                  "temperature": params.temperature, "top_p": params.top_p,
+                  "top_k": params.top_k or None, "eos_token_id": eos, "pad_token_id": pad,
+                  "repetition_penalty": params.repetition_penalty}
+        if banned:
+            kwargs["bad_words_ids"] = banned
+        torch.manual_seed(seed)
+        out: list[list[int]] = []
+        for s in range(0, len(prompts), params.batch_size):
+            rows = [list(p) for p in prompts[s:s + params.batch_size]]
+            width = max(len(r) for r in rows)
+            x = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows],
+                                device=self.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                y = self.model.generate(input_ids=x, attention_mask=mask, **kwargs)
+            for toks in y[:, width:].tolist():
+                out.append(toks[:toks.index(eos)] if eos in toks else toks)
+            if progress:
+                progress(len(rows))
+        return out
 
     def save(self, path: str | Path) -> Path:
         def write(tmp: Path) -> None:

@@ -48,6 +48,9 @@ class GenParams:
         repetition_penalty: ≥ 1; divides positive logits (multiplies negative ones) of tokens
             already in the sequence, as Hugging Face does. 1 disables it.
         batch_size: prompts decoded together.
+        stop_at_eos: end each continuation at the model's end-of-sequence token (then
+            ``max_new_tokens`` is a cap). Off by default: the collapse protocol writes
+            fixed-length continuations and bans EOS.
     """
 
     max_new_tokens: int = 64
@@ -57,6 +60,7 @@ class GenParams:
     num_beams: int = 1
     repetition_penalty: float = 1.0
     batch_size: int = 256
+    stop_at_eos: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

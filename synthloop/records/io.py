@@ -159,8 +159,10 @@ def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
             raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
                 from None
     try:
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    except pa.ArrowInvalid as e:
+        # shards may add columns (a scorer's column in some shards): missing ones become null
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 \
+            else tables[0]
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise InputError(f"{p}: shards have different schemas ({e})") from None
     if table.num_rows == 0:
         raise InputError(f"{p}: no rows")

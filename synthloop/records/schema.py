@@ -56,21 +56,27 @@ def record_id(content: str | Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Generator:
-    """Who wrote a synthetic record: model id, weights hash, decoding parameters and seed."""
+    """Who wrote a synthetic record: model id, weights hash, decoding parameters, seed, and
+    the hash of the prompt template it was asked with."""
 
     model: str
     weights_sha256: str
     decoding: Mapping[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    template_sha256: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"model": self.model, "weights_sha256": self.weights_sha256,
-                           "decoding": dict(self.decoding), "seed": self.seed}, sort_keys=True)
+        d = {"model": self.model, "weights_sha256": self.weights_sha256,
+             "decoding": dict(self.decoding), "seed": self.seed}
+        if self.template_sha256:
+            d["template_sha256"] = self.template_sha256
+        return json.dumps(d, sort_keys=True)
 
     @staticmethod
     def from_json(text: str) -> Generator:
         d = json.loads(text)
-        return Generator(d["model"], d["weights_sha256"], d.get("decoding", {}), d.get("seed"))
+        return Generator(d["model"], d["weights_sha256"], d.get("decoding", {}), d.get("seed"),
+                         d.get("template_sha256"))
 
 
 def utc_now() -> str:
@@ -205,3 +211,32 @@ def conform_provenance(table: pa.Table, source: str = "<table>") -> pa.Table:
         table = table.set_column(table.column_names.index(f.name), f, cast)
     validate_provenance(table, source)
     return table
+
+
+def synthetic_records(content: pa.Table, *, generator: Generator,
+                      parents: Sequence[Sequence[str]], generations: Sequence[int],
+                      run_id: str | None, created_at: str) -> pa.Table:
+    """Content columns plus synthetic provenance, one generation per row.
+
+    The id is the hash of the ``text`` column when there is one, else of the row's content as
+    canonical JSON (a table row).
+    """
+    n = content.num_rows
+    if len(parents) != n or len(generations) != n:
+        raise ValueError(f"{n} rows, {len(parents)} parent lists, {len(generations)} generations")
+    if "text" in content.column_names:
+        ids = [record_id(t or "") for t in content.column("text").to_pylist()]
+    else:
+        ids = [record_id(r) for r in content.to_pylist()]
+    cols = {name: content.column(name) for name in content.column_names}
+    cols.update({
+        "id": pa.array(ids, pa.string()),
+        "origin": pa.array(["synthetic"] * n, pa.string()),
+        "generation": pa.array(list(generations), pa.int32()),
+        "generator": pa.array([generator.to_json()] * n, pa.string()),
+        "parents": pa.array([list(p) for p in parents], pa.list_(pa.string())),
+        "run_id": pa.array([run_id] * n, pa.string()),
+        "created_at": pa.array([created_at] * n, pa.string()),
+        "schema_version": pa.array([SCHEMA_VERSION] * n, pa.int32()),
+    })
+    return pa.table(cols)

@@ -1,7 +1,9 @@
 """Data policies: what the next generation trains on, given real data and synthetic data so far.
 
 Policies are pure functions of tables and a seeded RNG, so the mix of every generation is
-reproducible and its provenance (origin, generation) is carried row by row.
+reproducible and its provenance (origin, generation) is carried row by row. The collapse lab
+(:func:`mix`: a training set per generation) and the curation pipeline (:func:`mix_dataset`:
+one real set and one synthetic set of any depths) use these same policies.
 
 ================================  ===========================================================
 ``replace``                       only the newest synthetic data (Shumailov et al. 2024)
@@ -11,7 +13,9 @@ reproducible and its provenance (origin, generation) is carried row by row.
                                   al. 2024); grows each generation
 ``accumulate-subsample``          a uniform sample, of the real set's size, from the
                                   accumulated pool: the compute-matched control
-``filter:NAME:q``                  newest synthetic data after a filter dropped the worst
+``max-depth:k``                   real data plus every synthetic set at most ``k`` model hops
+                                  from real data (records deeper than ``k`` are dropped)
+``filter:NAME:q``                 newest synthetic data after a filter dropped the worst
                                   fraction ``q``; oversampled so the kept size equals the real
                                   set's. ``NAME`` is a registered filter (``ppl-top``: drop the
                                   highest generation-0 perplexity; ``ppl-bottom``: drop the
@@ -71,7 +75,7 @@ def _by_score(column: str, drop_high: bool) -> Callable[[float], FilterFn]:
 register_filter("ppl-top", _by_score("gen0_ppl", drop_high=True))
 register_filter("ppl-bottom", _by_score("gen0_ppl", drop_high=False))
 
-KINDS = ("replace", "keep-real", "accumulate", "accumulate-subsample", "filter")
+KINDS = ("replace", "keep-real", "accumulate", "accumulate-subsample", "max-depth", "filter")
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class Policy:
     real_fraction: float = 0.0
     filter_name: str | None = None
     filter_fraction: float = 0.0
+    max_depth: int = 0
 
     @property
     def slug(self) -> str:
@@ -122,6 +127,14 @@ def parse_policy(spec: str) -> Policy:
         return Policy(spec, kind)
     if kind == "keep-real" and len(parts) == 2:
         return Policy(spec, kind, real_fraction=_fraction(parts[1], spec, closed_one=True))
+    if kind == "max-depth" and len(parts) == 2:
+        try:
+            k = int(parts[1])
+        except ValueError:
+            raise ConfigError(f"policy '{spec}': '{parts[1]}' is not an integer") from None
+        if k < 0:
+            raise ConfigError(f"policy '{spec}': depth must be ≥ 0")
+        return Policy(spec, kind, max_depth=k)
     if kind == "filter" and len(parts) == 3:
         if parts[1] not in _FILTERS:
             raise ConfigError(f"policy '{spec}': unknown filter '{parts[1]}' "
@@ -129,7 +142,7 @@ def parse_policy(spec: str) -> Policy:
         return Policy(spec, kind, filter_name=parts[1],
                       filter_fraction=_fraction(parts[2], spec, closed_one=False))
     raise ConfigError(f"unknown policy '{spec}' (use replace, keep-real:P, accumulate, "
-                      f"accumulate-subsample or filter:NAME:Q)")
+                      f"accumulate-subsample, max-depth:K or filter:NAME:Q)")
 
 
 def parse_policies(text: str) -> list[Policy]:
@@ -175,6 +188,9 @@ def mix(policy: Policy, real: pa.Table, synthetic: Mapping[int, pa.Table], gener
         parts = [_take(real, rng.choice(n, k, replace=False)),
                  _take(newest, rng.choice(newest.num_rows, n - k, replace=False))]
         return _concat(parts)
+    if policy.kind == "max-depth":
+        return within_depth(_concat([real] + [synthetic[g] for g in range(1, generation + 1)]),
+                            policy.max_depth)
     pool = _concat([real] + [synthetic[g] for g in range(1, generation + 1)])
     if policy.kind == "accumulate":
         return pool
@@ -183,9 +199,67 @@ def mix(policy: Policy, real: pa.Table, synthetic: Mapping[int, pa.Table], gener
     raise ValueError(f"unknown policy kind {policy.kind}")
 
 
+def depth_mask(table: pa.Table, max_depth: int) -> np.ndarray:
+    """Boolean per row: is its generation (model hops from real data) at most ``max_depth``?"""
+    return np.asarray(table.column("generation").to_numpy(zero_copy_only=False)) <= max_depth
+
+
+def within_depth(table: pa.Table, max_depth: int) -> pa.Table:
+    """The rows at most ``max_depth`` model hops from real data."""
+    return table.filter(pa.array(depth_mask(table, max_depth)))
+
+
+def mix_dataset(policy: Policy, real: pa.Table | None, synthetic: pa.Table,
+                rng: np.random.Generator) -> tuple[pa.Table, pa.Table, list[str]]:
+    """Mix one synthetic set (records of any depth) with real data: the pipeline's ``mix``.
+
+    Every synthetic record that passes the policy is kept; real records are added as the policy
+    says. Returns ``(mixed, dropped, reasons)``: the dropped rows (synthetic or real records the
+    policy leaves out) each with the reason.
+
+    ==================  ======================================================================
+    ``replace``         synthetic only; real records are left out
+    ``accumulate``      all real + all synthetic
+    ``keep-real:p``     all synthetic plus a seeded sample of real records so that the real
+                        share is ``p`` (capped by the real records available)
+    ``max-depth:k``     all real + synthetic records at most ``k`` hops from real data
+    ==================  ======================================================================
+    """
+    real = real if real is not None else synthetic.slice(0, 0)
+    if policy.kind == "replace":
+        return synthetic, real, ["policy replace: real records are not kept"] * real.num_rows
+    if policy.kind == "accumulate":
+        return concat_records([real, synthetic]), real.slice(0, 0), []
+    if policy.kind == "max-depth":
+        both = concat_records([real, synthetic])
+        keep = depth_mask(both, policy.max_depth)
+        gens = both.column("generation").to_pylist()
+        reasons = [f"generation {g} > max depth {policy.max_depth}"
+                   for g, k in zip(gens, keep, strict=True) if not k]
+        return both.filter(pa.array(keep)), both.filter(pa.array(~keep)), reasons
+    if policy.kind == "keep-real":
+        p = policy.real_fraction
+        n_syn = synthetic.num_rows
+        want = real.num_rows if p >= 1 else round(p * n_syn / (1 - p))
+        k = min(want, real.num_rows)
+        chosen = np.zeros(real.num_rows, dtype=bool)
+        chosen[rng.choice(real.num_rows, k, replace=False)] = True
+        reason = f"policy keep-real:{p:g}: real record not sampled"
+        return (concat_records([real.filter(pa.array(chosen)), synthetic]),
+                real.filter(pa.array(~chosen)), [reason] * int((~chosen).sum()))
+    raise ConfigError(f"policy '{policy.spec}' mixes collapse-lab generations; the pipeline's "
+                      f"mix step takes replace, accumulate, keep-real:P or max-depth:K")
+
+
 def _concat(parts: list[pa.Table]) -> pa.Table:
     common = [c for c in parts[0].column_names if all(c in p.column_names for p in parts)]
     return pa.concat_tables([p.select(common) for p in parts])
+
+
+def concat_records(parts: list[pa.Table]) -> pa.Table:
+    """Concatenate record tables keeping every column (missing ones become nulls)."""
+    parts = [p for p in parts if p is not None]
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def mix_summary(table: pa.Table) -> dict:

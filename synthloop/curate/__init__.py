@@ -1,0 +1,1 @@
+"""Curation: filters, deduplication, scorers, verifiers and mixing policies as pipeline steps."""

@@ -1,0 +1,1 @@
+"""Generators: prompted and taxonomy-guided text, self-instruct, and tabular (Gaussian copula)."""

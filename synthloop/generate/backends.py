@@ -1,0 +1,278 @@
+"""Text generation backends: a local model, or any OpenAI-compatible HTTP server.
+
+Both take rendered prompts and return one :class:`Completion` per prompt; a prompt the backend
+could not answer (HTTP errors after every retry, timeouts) comes back with ``error`` set instead
+of raising, so a long run drops that one record with its reason and goes on.
+
+The HTTP client speaks the OpenAI completions / chat-completions protocol that vLLM, llama.cpp's
+server, Ollama and ``synthloop serve`` all implement: concurrent requests (threads), a timeout
+per request, retries with exponential backoff and jitter on connection errors, timeouts, 429
+and 5xx (honouring ``Retry-After``), and a client-side rate limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthloop.errors import ConfigError
+from synthloop.models.params import GenParams
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated text, or why there is none."""
+
+    text: str = ""
+    finish_reason: str = ""
+    error: str | None = None
+
+
+class Sampling(BaseModel):
+    """Decoding parameters of a generation step (recorded in every record's provenance)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(128, ge=1, le=32768)
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    repetition_penalty: float = Field(1.0, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class TextBackend(ABC):
+    """Turns prompts into completions; ``identity()`` says which model did it."""
+
+    @abstractmethod
+    def complete(self, prompts: Sequence[str], sampling: Sampling, *, seed: int,
+                 chat: bool = True,
+                 progress: Callable[[int], None] | None = None) -> list[Completion]:
+        """One completion per prompt, in order. ``chat`` wraps each prompt as a user turn."""
+
+    @abstractmethod
+    def identity(self) -> tuple[str, str]:
+        """``(model name, weights sha256)``; a remote model's hash is the server's word or
+        ``"remote:<url>"`` when the server does not say."""
+
+
+class LocalBackend(TextBackend):
+    """A local :class:`~synthloop.models.lm.LanguageModel` (embedded SmolLM2, an HF folder,
+    a synthloop model)."""
+
+    def __init__(self, lm) -> None:
+        self.lm = lm
+        self._sha: str | None = None
+
+    def identity(self) -> tuple[str, str]:
+        if self._sha is None:
+            self._sha = self.lm.weights_sha256()
+        return self.lm.name, self._sha
+
+    def complete(self, prompts, sampling, *, seed, chat=True, progress=None):
+        templated = chat and self.lm.format_chat("x") != "x"
+        texts = [self.lm.format_chat(p) if templated else p for p in prompts]
+        # a chat template brings its own start tokens; raw text starts at BOS
+        ids = [t if templated else [self.lm.bos_id] + t for t in self.lm.encode(texts)]
+        limit = self.lm.max_positions - sampling.max_new_tokens
+        out: list[Completion | None] = [None] * len(prompts)
+        ok = [i for i, t in enumerate(ids) if 0 < len(t) <= limit]
+        for i, t in enumerate(ids):
+            if not 0 < len(t) <= limit:
+                out[i] = Completion(error=f"prompt is {len(t)} tokens; the model takes at "
+                                          f"most {limit} before {sampling.max_new_tokens} new")
+        params = GenParams(max_new_tokens=sampling.max_new_tokens,
+                           temperature=sampling.temperature, top_p=sampling.top_p,
+                           top_k=sampling.top_k, repetition_penalty=sampling.repetition_penalty,
+                           batch_size=sampling.batch_size, stop_at_eos=True)
+        new = self.lm.generate([ids[i] for i in ok], params, seed=seed, progress=progress)
+        for i, toks, text in zip(ok, new, self.lm.decode(new), strict=True):
+            reason = "length" if len(toks) >= sampling.max_new_tokens else "stop"
+            out[i] = Completion(text=text.strip(), finish_reason=reason)
+        return out  # type: ignore[return-value]
+
+
+class RateLimiter:
+    """At most ``rate`` acquisitions per second across threads (evenly spaced)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if wait > 0:
+            time.sleep(wait)
+
+
+class OpenAIBackend(TextBackend):
+    """A model behind an OpenAI-compatible HTTP server.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000/v1``.
+        model: the model name the server knows.
+        api_key: sent as a bearer token when given.
+        concurrency: requests in flight at once.
+        timeout_s: per request (connect + read), seconds.
+        max_retries: retries after the first attempt, for connection errors, timeouts, 429
+            and 5xx; other 4xx errors are not retried.
+        backoff_s: first retry delay; doubles each retry (full jitter, seeded).
+        requests_per_second: client-side rate limit (``None``: none).
+    """
+
+    RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
+                 concurrency: int = 8, timeout_s: float = 60.0, max_retries: int = 5,
+                 backoff_s: float = 0.5, requests_per_second: float | None = None) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.limiter = RateLimiter(requests_per_second)
+        self._session = requests.Session()
+        self._identity: tuple[str, str] | None = None
+
+    def identity(self) -> tuple[str, str]:
+        if self._identity is None:
+            sha = f"remote:{self.base_url}"
+            try:
+                r = self._session.get(f"{self.base_url}/models", headers=self._headers(),
+                                      timeout=self.timeout_s)
+                for m in r.json().get("data", []) if r.ok else []:
+                    if m.get("id") == self.model and m.get("weights_sha256"):
+                        sha = str(m["weights_sha256"])
+            except Exception:  # noqa: BLE001 — the hash is informative, never required
+                pass
+            self._identity = (self.model, sha)
+        return self._identity
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def _body(self, prompt: str, sampling: Sampling, seed: int, chat: bool) -> dict:
+        body = {"model": self.model, "max_tokens": sampling.max_new_tokens,
+                "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": seed}
+        if sampling.top_k:
+            body["top_k"] = sampling.top_k
+        if sampling.repetition_penalty != 1.0:
+            body["repetition_penalty"] = sampling.repetition_penalty
+        if chat:
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        return body
+
+    def _one(self, prompt: str, sampling: Sampling, seed: int, chat: bool) -> Completion:
+        import requests
+
+        url = f"{self.base_url}/{'chat/completions' if chat else 'completions'}"
+        body = self._body(prompt, sampling, seed, chat)
+        jitter = random.Random(seed)
+        last = "no attempt"
+        retry_after = 0.0
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                delay = jitter.uniform(0, self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(max(delay, retry_after))
+            retry_after = 0.0
+            self.limiter.acquire()
+            try:
+                r = self._session.post(url, json=body, headers=self._headers(),
+                                       timeout=self.timeout_s)
+            except requests.Timeout:
+                last = f"timed out after {self.timeout_s:g} s"
+                continue
+            except requests.ConnectionError as e:
+                last = f"connection error ({type(e).__name__})"
+                continue
+            if r.status_code == 200:
+                try:
+                    choice = r.json()["choices"][0]
+                    text = choice["message"]["content"] if chat else choice["text"]
+                    return Completion(text=(text or "").strip(),
+                                      finish_reason=choice.get("finish_reason") or "")
+                except (ValueError, KeyError, IndexError, TypeError):
+                    return Completion(error=f"{url}: malformed response body")
+            last = f"HTTP {r.status_code}"
+            if r.status_code not in self.RETRY_STATUS:
+                return Completion(error=f"{url}: {last} ({r.text[:200].strip()})")
+            try:
+                retry_after = float(r.headers.get("Retry-After", 0))
+            except ValueError:
+                retry_after = 0.0
+        return Completion(error=f"{url}: {last} after {self.max_retries} retries")
+
+    def complete(self, prompts, sampling, *, seed, chat=True, progress=None):
+        def run(i: int) -> Completion:
+            c = self._one(prompts[i], sampling, seed + i, chat)
+            if progress:
+                progress(1)
+            return c
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(run, range(len(prompts))))
+
+
+class BackendSpec(BaseModel):
+    """Which model generates: a local one by name/folder, or a server by ``base_url``.
+
+    ``model`` is ``smollm2-135m`` (embedded), a local model folder, or, with ``base_url``, the
+    model name the server knows. The API key is read from the environment variable named by
+    ``api_key_env`` (never from the configuration file).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "smollm2-135m"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    device: str = "cpu"
+    concurrency: int = Field(8, ge=1, le=1024)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=50)
+    requests_per_second: float | None = Field(None, gt=0)
+
+    def cache_key(self) -> tuple:
+        return ("backend", self.model, self.base_url, self.device)
+
+    def build(self) -> TextBackend:
+        if self.base_url:
+            key = None
+            if self.api_key_env:
+                key = os.environ.get(self.api_key_env)
+                if not key:
+                    raise ConfigError(f"environment variable {self.api_key_env} (api_key_env) "
+                                      f"is not set")
+            return OpenAIBackend(self.base_url, self.model, api_key=key,
+                                 concurrency=self.concurrency, timeout_s=self.timeout_s,
+                                 max_retries=self.max_retries,
+                                 requests_per_second=self.requests_per_second)
+        from synthloop.models.registry import load_lm
+
+        return LocalBackend(load_lm(self.model, device=self.device))
+
+
+def template_sha256(template: str) -> str:
+    """sha256 of a prompt template (recorded in provenance)."""
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()

@@ -1,0 +1,134 @@
+"""Pipeline configuration: a YAML file validated into a :class:`PipelineConfig` and its steps.
+
+```yaml
+name: austen-continuations
+seed: 0
+input: seeds.jsonl            # or: taxonomy: taxonomy/   (paths relative to this file)
+shard_size: 16
+executor: local               # or ray
+workers: 1
+steps:
+  - type: generate
+    backend: {model: smollm2-135m}
+    template: "Continue this passage.\\n\\n{{ text }}"
+  - type: quality
+  - type: minhash-dedup
+    threshold: 0.8
+  - type: mix
+    policy: keep-real:0.5
+```
+
+Errors name the file, the step (index and type) and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthloop.errors import ConfigError
+from synthloop.pipeline.step import STEP_TYPES, Step
+
+
+def _load_step_types() -> None:
+    # importing the modules registers their steps
+    import synthloop.curate.filters  # noqa: F401
+    import synthloop.curate.verify  # noqa: F401
+    import synthloop.generate.copula  # noqa: F401
+    import synthloop.generate.text  # noqa: F401
+
+
+class PipelineConfig(BaseModel):
+    """Everything a run needs except where to write it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "pipeline"
+    seed: int = 0
+    input: str | None = None
+    taxonomy: str | None = None
+    shard_size: int = Field(64, ge=1, le=10_000_000)
+    executor: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1, le=1024)
+    steps: list[dict] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if (self.input is None) == (self.taxonomy is None):
+            raise ValueError("give exactly one of 'input' (a dataset) and 'taxonomy' (a folder)")
+        return self
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(x) for x in loc) or "(top level)"
+
+
+def build_steps(raw_steps: list[dict], source: str = "<config>") -> list[Step]:
+    """Validate step mappings (``type`` plus parameters) into Step objects."""
+    _load_step_types()
+    steps = []
+    for i, raw in enumerate(raw_steps):
+        if not isinstance(raw, dict) or "type" not in raw:
+            raise ConfigError(f"{source}: steps[{i}]: a step is a mapping with a 'type' field")
+        params = dict(raw)
+        kind = params.pop("type")
+        cls = STEP_TYPES.get(kind)
+        if cls is None:
+            raise ConfigError(f"{source}: steps[{i}]: unknown step type '{kind}' (known: "
+                              f"{', '.join(sorted(STEP_TYPES))})")
+        try:
+            steps.append(cls.model_validate(params))
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise ConfigError(f"{source}: steps[{i}] ({kind}): {_where(err['loc'])}: "
+                              f"{err['msg']}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{source}: steps[{i}] ({kind}): {e}") from None
+    labels = [s.label for s in steps]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ConfigError(f"{source}: two steps are called '{label}'; give one a 'name'")
+    return steps
+
+
+def parse_config(data: object, source: str = "<config>") -> tuple[PipelineConfig, list[Step]]:
+    """Validate a configuration mapping (as loaded from YAML)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"{source}: {_where(err['loc'])}: {err['msg']}") from None
+    return cfg, build_steps(cfg.steps, source)
+
+
+def load_config(path: str | Path) -> tuple[PipelineConfig, list[Step], Path]:
+    """Read and validate a pipeline YAML; returns the config, its steps and the folder that
+    relative paths are resolved against (the YAML's folder)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not valid UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{p}: {where}{problem}") from None
+    cfg, steps = parse_config(data, str(p))
+    return cfg, steps, p.resolve().parent
+
+
+def fingerprint(cfg: PipelineConfig, steps: list[Step]) -> str:
+    """Hash of what determines a run's output: input, seed, sharding and every step."""
+    d = {"input": cfg.input, "taxonomy": cfg.taxonomy, "seed": cfg.seed,
+         "shard_size": cfg.shard_size, "steps": [s.fingerprint() for s in steps]}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()

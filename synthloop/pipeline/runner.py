@@ -1,0 +1,293 @@
+"""Run a pipeline into a run folder, checkpointing every shard; summarise its provenance.
+
+Run folder::
+
+    OUT/pipeline.json          config, fingerprint, run id, start time (fixed at first start)
+    OUT/stages/NN-LABEL/       each stage's output shards part-XXXXX.parquet + .done markers
+    OUT/excluded/              every dropped record with drop_step and drop_reason
+    OUT/data/                  the final dataset (Parquet shards)
+    OUT/stats.json             per step: records in/out/dropped, seconds
+    OUT/summary.json           provenance: synthetic share, generators, depths, drops by step
+
+Consecutive shard-scope steps form one stage and run shard by shard (in parallel on the
+executor); a global step is a stage of its own over the whole dataset. A rerun with the same
+configuration skips every committed shard and stage; a different configuration in the same
+folder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synthloop.errors import ConfigError
+from synthloop.pipeline.config import PipelineConfig, fingerprint
+from synthloop.pipeline.executors import (
+    ShardTask,
+    apply_steps,
+    make_executor,
+)
+from synthloop.pipeline.step import Resources, Step, StepContext
+from synthloop.progress import NullProgress, Progress
+from synthloop.records.io import write_parquet, write_text_atomic
+from synthloop.records.schema import utc_now
+
+
+def derive_seed(base: int, *parts: object) -> int:
+    """A 63-bit seed from the pipeline seed and a position (stage, step, shard)."""
+    h = hashlib.sha256(json.dumps([base, *parts]).encode()).digest()
+    return int.from_bytes(h[:8], "big") >> 1
+
+
+def stages_of(steps: Sequence[Step]) -> list[list[int]]:
+    """Step indices grouped into stages: runs of shard steps, each global step alone."""
+    stages: list[list[int]] = []
+    for i, s in enumerate(steps):
+        if s.scope == "global" or not stages or steps[stages[-1][-1]].scope == "global":
+            stages.append([i])
+        else:
+            stages[-1].append(i)
+    return stages
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its outputs, and what it measured."""
+
+    out: Path
+    data: Path
+    excluded: Path
+    stats: list[dict]
+    summary: dict
+
+
+def _parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"))
+
+
+def _write_shards(table: pa.Table, folder: Path, shard_size: int) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    n = max(1, -(-table.num_rows // shard_size))
+    for k in range(n):
+        write_parquet(table.slice(k * shard_size, shard_size), folder / f"part-{k:05d}.parquet")
+    return n
+
+
+def _read_parts(paths: Sequence[Path]) -> pa.Table:
+    from synthloop.curate.policies import concat_records
+
+    tables = [pq.read_table(p) for p in paths]
+    return concat_records(tables) if len(tables) > 1 else tables[0]
+
+
+def _read_input(cfg: PipelineConfig, base_dir: Path) -> tuple[pa.Table, Path]:
+    from synthloop.records.io import read_records
+
+    if cfg.taxonomy:
+        from synthloop.generate.taxonomy import read_taxonomy
+
+        path = (base_dir / cfg.taxonomy).resolve()
+        return read_taxonomy(path), path
+    path = (base_dir / cfg.input).resolve()
+    return read_records(path, text_column=None), path
+
+
+def _open_run(cfg: PipelineConfig, steps: Sequence[Step], out: Path) -> dict:
+    meta_path = out / "pipeline.json"
+    fp = fingerprint(cfg, list(steps))
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") != fp:
+            raise ConfigError(f"{out}: holds a run of a different pipeline configuration; "
+                              f"use another --out folder (or delete this one)")
+        return meta
+    meta = {"name": cfg.name, "fingerprint": fp, "run_id": f"{cfg.name}-{fp[:12]}",
+            "created_at": utc_now(), "config": cfg.model_dump(mode="json")}
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(json.dumps(meta, indent=2), meta_path)
+    return meta
+
+
+def run_pipeline(cfg: PipelineConfig, steps: Sequence[Step], out: str | Path, *,
+                 base_dir: str | Path = ".", executor: str | None = None,
+                 workers: int | None = None, progress: Progress | None = None) -> RunResult:
+    """Run (or resume) ``steps`` over the configured input into the folder ``out``.
+
+    Args:
+        executor: ``local`` or ``ray`` (default: the configuration's).
+        workers: parallel shard workers (default: the configuration's).
+    """
+    progress = progress or NullProgress()
+    out, base_dir = Path(out), Path(base_dir).resolve()
+    meta = _open_run(cfg, steps, out)
+    stage_root = out / "stages"
+    input_dir = stage_root / "00-input"
+    source: Path | None = None
+    if not (input_dir / "_DONE").is_file():
+        table, source = _read_input(cfg, base_dir)
+        progress.log(f"input: {table.num_rows:,} records from {source}")
+        if input_dir.exists():
+            shutil.rmtree(input_dir)
+        n = _write_shards(table, input_dir, cfg.shard_size)
+        write_text_atomic(json.dumps({"shards": n, "rows": table.num_rows,
+                                      "source": str(source)}), input_dir / "_DONE")
+    source = Path(json.loads((input_dir / "_DONE").read_text())["source"])
+    resources = Resources()
+    ex = make_executor(executor or cfg.executor, workers or cfg.workers, resources)
+    prev = input_dir
+    try:
+        for s_idx, members in enumerate(stages_of(steps), start=1):
+            stage_steps = [steps[i] for i in members]
+            folder = stage_root / f"{s_idx:02d}-{stage_steps[0].label}"
+            exc_dir = out / "excluded"
+            folder.mkdir(parents=True, exist_ok=True)
+            exc_dir.mkdir(parents=True, exist_ok=True)
+            if not (folder / "_DONE").is_file():
+                if stage_steps[0].scope == "global":
+                    _run_global(stage_steps[0], members[0], s_idx, prev, folder, exc_dir, cfg,
+                                meta, base_dir, source, resources, progress)
+                else:
+                    _run_sharded(stage_steps, members, s_idx, prev, folder, exc_dir, cfg, meta,
+                                 base_dir, source, ex, progress)
+                n_parts = len(_parts(folder))
+                write_text_atomic(json.dumps({"shards": n_parts}), folder / "_DONE")
+            prev = folder
+    finally:
+        ex.close()
+    data = out / "data"
+    _publish(prev, data)
+    stats = _collect_stats(stage_root, steps)
+    write_text_atomic(json.dumps(stats, indent=2), out / "stats.json")
+    summary = summarize(out)
+    write_text_atomic(json.dumps(summary, indent=2), out / "summary.json")
+    return RunResult(out, data, out / "excluded", stats, summary)
+
+
+def _run_sharded(stage_steps, members, s_idx, prev, folder, exc_dir, cfg, meta, base_dir,
+                 source, ex, progress) -> None:
+    inputs = _parts(prev)
+    tasks = []
+    for k, inp in enumerate(inputs):
+        marker = folder / f"part-{k:05d}.done"
+        if marker.is_file():
+            continue
+        tasks.append(ShardTask(
+            stage=s_idx, shard=k, input=str(inp), output=str(folder / f"part-{k:05d}.parquet"),
+            excluded=str(exc_dir / f"s{s_idx:02d}-part-{k:05d}.parquet"), marker=str(marker),
+            seeds=tuple(derive_seed(cfg.seed, i, k) for i in members), run_id=meta["run_id"],
+            created_at=meta["created_at"], base_dir=str(base_dir), source=str(source)))
+    label = " → ".join(s.label for s in stage_steps)
+    progress.stage(f"stage {s_idx}: {label}", len(inputs))
+    progress.advance(len(inputs) - len(tasks))
+    if tasks and len(tasks) < len(inputs):
+        progress.log(f"stage {s_idx}: resuming, {len(inputs) - len(tasks)} of {len(inputs)} "
+                     f"shards already done")
+    ex.run(stage_steps, tasks, lambda result: progress.advance(1))
+
+
+def _run_global(step, index, s_idx, prev, folder, exc_dir, cfg, meta, base_dir, source,
+                resources, progress) -> None:
+    progress.stage(f"stage {s_idx}: {step.label} (whole dataset)", 1)
+    for old in _parts(folder):  # a global stage is all-or-nothing
+        old.unlink()
+    table = _read_parts(_parts(prev))
+    ctx = StepContext(seed=derive_seed(cfg.seed, index, -1), run_id=meta["run_id"],
+                      created_at=meta["created_at"], base_dir=base_dir, source=source,
+                      resources=resources, progress=NullProgress())
+    kept, excluded, stats = apply_steps(table, [step], [ctx])
+    n = _write_shards(kept, folder, cfg.shard_size)
+    exc_path = exc_dir / f"s{s_idx:02d}-part-00000.parquet"
+    if excluded:
+        write_parquet(excluded[0], exc_path)
+    for k in range(n):
+        write_text_atomic(json.dumps({"stage": s_idx, "shard": k, "rows": -1,
+                                      "steps": stats if k == 0 else []}),
+                          folder / f"part-{k:05d}.done")
+    progress.advance(1)
+
+
+def _publish(stage: Path, data: Path) -> None:
+    """Copy the last stage's shards to ``data/`` (hard links where possible)."""
+    tmp = data.with_name(f".{data.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for p in _parts(stage):
+        try:
+            (tmp / p.name).hardlink_to(p)
+        except OSError:
+            shutil.copy2(p, tmp / p.name)
+    if data.exists():
+        shutil.rmtree(data)
+    tmp.rename(data)
+
+
+def _collect_stats(stage_root: Path, steps: Sequence[Step]) -> list[dict]:
+    agg: dict[str, dict] = {}
+    for marker in sorted(stage_root.glob("*/part-*.done")):
+        for s in json.loads(marker.read_text())["steps"]:
+            a = agg.setdefault(s["step"], {"step": s["step"], "type": s["type"], "in": 0,
+                                           "out": 0, "dropped": 0, "seconds": 0.0})
+            for key in ("in", "out", "dropped"):
+                a[key] += s[key]
+            a["seconds"] = round(a["seconds"] + s["seconds"], 3)
+    return [agg[s.label] for s in steps if s.label in agg]
+
+
+def summarize(out: str | Path) -> dict:
+    """Provenance of a run's final dataset: what share is synthetic, from which models, at
+    what depth, and which steps dropped how many records and why."""
+    from synthloop.curate.filters import reason_class
+    from synthloop.records.schema import Generator
+
+    out = Path(out)
+    parts = _parts(out / "data")
+    data = _read_parts(parts) if parts else pa.table({"origin": pa.array([], pa.string())})
+    n = data.num_rows
+    origins = Counter(data.column("origin").to_pylist()) if n else Counter()
+    models: Counter = Counter()
+    if n:
+        for g in data.column("generator").to_pylist():
+            if g:
+                models[Generator.from_json(g).model] += 1
+    depth = Counter(data.column("generation").to_pylist()) if n else Counter()
+    summary: dict = {
+        "records": n, "real": origins.get("real", 0), "synthetic": origins.get("synthetic", 0),
+        "synthetic_share": origins.get("synthetic", 0) / n if n else 0.0,
+        "generators": dict(models.most_common()),
+        "depth_histogram": {str(k): v for k, v in sorted(depth.items())},
+    }
+    if n and "taxonomy_path" in data.column_names:
+        paths = Counter(p for p in data.column("taxonomy_path").to_pylist() if p)
+        summary["taxonomy_paths"] = dict(sorted(paths.items()))
+    drops: dict[str, dict] = defaultdict(lambda: {"records": 0, "reasons": Counter()})
+    for p in sorted((out / "excluded").glob("*.parquet")):
+        t = pq.read_table(p, columns=["drop_step", "drop_reason"])
+        for step, reason in zip(t.column("drop_step").to_pylist(),
+                                t.column("drop_reason").to_pylist(), strict=True):
+            drops[step]["records"] += 1
+            drops[step]["reasons"][reason_class(reason)] += 1
+    summary["dropped"] = {k: {"records": v["records"],
+                              "reasons": dict(v["reasons"].most_common(10))}
+                          for k, v in drops.items()}
+    summary["dropped_total"] = sum(v["records"] for v in drops.values())
+    return summary
+
+
+def wait_for(path: Path, timeout_s: float) -> bool:
+    """Poll until ``path`` exists (helper for tests and scripts that watch a run)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return False
