@@ -433,6 +433,122 @@ def detect(
                                       "records": records}, indent=1) + "\n", json_path)
         console.print(f"json: {json_path}")
 
+def _print_run(result) -> None:
+    table = Table(title="pipeline steps")
+    for col in ("step", "in", "out", "dropped", "seconds"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for s in result.stats:
+        table.add_row(s["step"], f"{s['in']:,}", f"{s['out']:,}", f"{s['dropped']:,}",
+                      f"{s['seconds']:.1f}")
+    console.print(table)
+    sm = result.summary
+    console.print(f"{sm['records']:,} records: {sm['real']:,} real, {sm['synthetic']:,} "
+                  f"synthetic ({sm['synthetic_share']:.1%}); generators "
+                  f"{sm['generators'] or '-'}; depth {sm['depth_histogram']}", highlight=False)
+    for step, d in sm["dropped"].items():
+        top = "; ".join(f"{k} ×{v}" for k, v in list(d["reasons"].items())[:3])
+        console.print(f"  dropped by {step}: {d['records']:,} ({top})", highlight=False)
+    console.print(f"data: {result.data}  excluded: {result.excluded}  "
+                  f"summary: {result.out / 'summary.json'}")
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Pipeline YAML.")],
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder [runs/<name>]; rerun with the same folder to resume.")] = None,
+    executor: Annotated[str | None, typer.Option(help="local or ray [from the YAML].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel shard workers [from the YAML].")
+                       ] = None,
+) -> None:
+    """Run a pipeline YAML: generate, filter, dedup and mix, with checkpoints and stats."""
+    from synthloop.pipeline import load_config, run_pipeline
+    from synthloop.progress import RichProgress
+
+    cfg, steps, base = load_config(config)
+    out = out or Path("runs") / cfg.name
+    with RichProgress() as progress:
+        result = run_pipeline(cfg, steps, out, base_dir=base, executor=executor,
+                              workers=workers, progress=progress)
+    _print_run(result)
+
+
+@app.command()
+@user_errors
+def generate(
+    model: Annotated[str, typer.Option(help="smollm2-135m, a local model folder, the model name "
+                                            "on --base-url, or for --table gaussian-copula / "
+                                            "sdv:NAME.")],
+    n: Annotated[int, typer.Option("--n", help="Records to generate.")],
+    out: Annotated[Path, typer.Option(help="Output: .parquet or .jsonl file, or a folder.")],
+    prompts: Annotated[Path | None, typer.Option(help="Seed records with a prompt (or text) "
+                                                      "field.")] = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="InstructLab-style taxonomy folder.")
+                        ] = None,
+    table: Annotated[Path | None, typer.Option(help="Real table (CSV/Parquet/JSONL) to model.")
+                     ] = None,
+    template: Annotated[str | None, typer.Option(help="Jinja2 prompt template over the seed "
+                                                      "record's fields.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. "
+                                                      "http://127.0.0.1:8000/v1.")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Environment variable holding the API "
+                                                         "key.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Cap on new tokens per record.")] = 128,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
+    top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
+    chat: Annotated[bool, typer.Option(help="Wrap prompts in the model's chat template.")
+                    ] = True,
+    privacy_filter: Annotated[bool, typer.Option(help="--table: drop rows too close to real "
+                                                      "rows.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    run_dir: Annotated[Path | None, typer.Option(help="Checkpoint folder [OUT.run].")] = None,
+) -> None:
+    """Generate synthetic records (text from prompts or a taxonomy, or table rows), with full
+    provenance. Resumable: rerun the same command after an interruption."""
+    from synthloop.generate.backends import Sampling
+    from synthloop.generate.oneoff import generate_dataset
+    from synthloop.progress import RichProgress
+
+    try:
+        sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    except ValueError as e:
+        from synthloop.errors import ConfigError
+
+        raise ConfigError(str(e).splitlines()[-1]) from None
+    with RichProgress() as progress:
+        result = generate_dataset(model, n=n, out=out, prompts=prompts, taxonomy=taxonomy,
+                                  table=table, run_dir=run_dir, base_url=base_url,
+                                  api_key_env=api_key_env, sampling=sampling, template=template,
+                                  chat=chat, seed=seed, device=device,
+                                  privacy_filter=privacy_filter, progress=progress)
+    _print_run(result)
+    console.print(f"output: {out}")
+
+
+@app.command()
+@user_errors
+def serve(
+    model: Annotated[str, typer.Option(help="smollm2-135m or a local model folder.")
+                     ] = "smollm2-135m",
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Serve a local model over the OpenAI-compatible HTTP API (/v1/completions,
+    /v1/chat/completions, /v1/models)."""
+    from synthloop.generate.backends import LocalBackend
+    from synthloop.generate.server import OpenAIServer
+    from synthloop.models.registry import load_lm
+
+    server = OpenAIServer(LocalBackend(load_lm(model, device=device)), host, port, verbose=True)
+    console.print(f"serving {model} at {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
+
 
 @app.command()
 def version() -> None:

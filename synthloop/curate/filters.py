@@ -118,10 +118,9 @@ class Perplexity(Scorer):
     batch_size: int = Field(16, ge=1)
 
     def scores(self, table, ctx):
-        from synthloop.models.registry import load_lm
+        from synthloop.generate.text import shared_lm
 
-        lm = ctx.resources.get(("lm", self.model, self.device),
-                               lambda: load_lm(self.model, device=self.device))
+        lm = shared_lm(self.model, self.device, ctx)
         texts = text_column(table, self.field, self.label)
         seqs = [[lm.bos_id] + ids[:lm.max_positions - 1] for ids in lm.encode(texts)]
         ctx.progress.stage(f"{self.label}: scoring", len(seqs))

@@ -47,7 +47,20 @@ def render_all(template: jinja2.Template, rows: Sequence[dict], step: str) -> li
 
 
 def _backend(spec: BackendSpec, ctx: StepContext):
-    return ctx.resources.get(spec.cache_key(), spec.build)
+    if spec.base_url:
+        return ctx.resources.get(spec.cache_key(), spec.build)
+    from synthloop.generate.backends import LocalBackend
+
+    # one loaded model per process, shared with scorers (perplexity) naming the same model
+    lm = shared_lm(spec.model, spec.device, ctx)
+    return ctx.resources.get(spec.cache_key(), lambda: LocalBackend(lm))
+
+
+def shared_lm(model: str, device: str, ctx: StepContext):
+    """A local model loaded once per worker process."""
+    from synthloop.models.registry import load_lm
+
+    return ctx.resources.get(("lm", model, device), lambda: load_lm(model, device=device))
 
 
 def _complete(spec: BackendSpec, prompts: list[str], sampling: Sampling, ctx: StepContext,

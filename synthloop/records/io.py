@@ -134,7 +134,9 @@ def read_csv(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
     if not data.strip():
         raise InputError(f"{p}: empty file (no records)")
     try:
-        table = pacsv.read_csv(io.BytesIO(data))
+        # an empty cell is a missing value, for text columns too
+        table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+            strings_can_be_null=True))
     except pa.ArrowInvalid as e:
         raise InputError(f"{p}: malformed CSV ({str(e).splitlines()[0]})") from None
     if table.num_rows == 0:

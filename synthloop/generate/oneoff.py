@@ -1,0 +1,98 @@
+"""One-off generation (``synthloop generate``): a one-step pipeline, so it checkpoints and
+resumes like any run, then writes the generated records to one file or folder."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+
+from synthloop.errors import ConfigError
+from synthloop.generate.backends import BackendSpec, Sampling
+from synthloop.pipeline.config import PipelineConfig, build_steps
+from synthloop.pipeline.runner import RunResult, run_pipeline
+from synthloop.progress import Progress
+from synthloop.records.io import read_records, write_parquet, write_records
+
+
+def _prompt_input(prompts: Path, n: int, run_dir: Path, template: str | None) -> tuple[Path, str]:
+    table = read_records(prompts, text_column=None)
+    field = "prompt" if "prompt" in table.column_names else "text"
+    if field not in table.column_names and template is None:
+        raise ConfigError(f"{prompts}: records need a 'prompt' or 'text' field (or pass "
+                          f"--template naming your fields)")
+    # cycle through the prompts so exactly n records are asked for, spread evenly
+    rows = pa.array([i % table.num_rows for i in range(n)], pa.int64())
+    path = run_dir / "prompts.parquet"
+    write_parquet(table.take(rows), path)
+    return path, template or f"{{{{ {field} }}}}"
+
+
+def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path | None = None,
+                     taxonomy: str | Path | None = None, table: str | Path | None = None,
+                     run_dir: str | Path | None = None, base_url: str | None = None,
+                     api_key_env: str | None = None, sampling: Sampling | None = None,
+                     template: str | None = None, chat: bool = True, seed: int = 0,
+                     device: str = "cpu", privacy_filter: bool = False, shard_size: int = 32,
+                     progress: Progress | None = None) -> RunResult:
+    """Generate ``n`` records with ``model`` from prompts, a taxonomy or a real table.
+
+    ``out`` ending in ``.parquet``/``.jsonl`` gets one file; anything else becomes a folder of
+    Parquet shards. The run's checkpoints live in ``run_dir`` (default ``OUT.run``): rerun
+    the same command after an interruption to resume.
+    """
+    given = [x is not None for x in (prompts, taxonomy, table)]
+    if sum(given) != 1:
+        raise ConfigError("give exactly one of --prompts, --taxonomy and --table")
+    if n < 1:
+        raise ConfigError(f"--n must be ≥ 1, got {n}")
+    out = Path(out)
+    run_dir = Path(run_dir) if run_dir else out.with_name(out.name + ".run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sampling = sampling or Sampling()
+    backend = BackendSpec(model=model, base_url=base_url, api_key_env=api_key_env,
+                          device=device).model_dump()
+    cfg: dict = {"name": "generate", "seed": seed, "shard_size": shard_size}
+    if prompts is not None:
+        path, tpl = _prompt_input(Path(prompts), n, run_dir, template)
+        cfg["input"] = str(path.resolve())
+        steps = [{"type": "generate", "backend": backend, "template": tpl, "chat": chat,
+                  "sampling": sampling.model_dump()}]
+    elif taxonomy is not None:
+        from synthloop.generate.taxonomy import read_taxonomy
+
+        leaves = read_taxonomy(taxonomy).num_rows
+        cfg["taxonomy"] = str(Path(taxonomy).resolve())
+        cfg["shard_size"] = 1
+        steps = [{"type": "taxonomy-generate", "backend": backend,
+                  "n_per_leaf": math.ceil(n / leaves), "sampling": sampling.model_dump()}]
+    else:
+        if model not in ("gaussian-copula",) and not model.startswith("sdv:"):
+            raise ConfigError(f"--table needs --model gaussian-copula or sdv:NAME, got "
+                              f"'{model}'")
+        cfg["input"] = str(Path(table).resolve())
+        cfg["shard_size"] = max(shard_size, n)
+        steps = [{"type": "table-copula", "n": n, "engine": model}]
+        if privacy_filter:
+            steps.append({"type": "privacy-filter"})
+    cfg["steps"] = steps
+    config = PipelineConfig.model_validate(cfg)
+    result = run_pipeline(config, build_steps(config.steps, "generate"), run_dir,
+                          progress=progress)
+    from synthloop.pipeline.runner import _parts, _read_parts
+
+    parts = _parts(result.data)
+    if out.suffix.lower() in (".parquet", ".pq", ".jsonl", ".ndjson"):
+        data = _read_parts(parts)
+        if taxonomy is not None and data.num_rows > n:
+            data = data.slice(0, n)
+        write_records(data, out)
+    else:
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(result.data, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    return result
