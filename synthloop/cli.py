@@ -511,12 +511,15 @@ def generate(
     from synthloop.generate.oneoff import generate_dataset
     from synthloop.progress import RichProgress
 
+    from pydantic import ValidationError
+
     try:
         sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-    except ValueError as e:
+    except ValidationError as e:
         from synthloop.errors import ConfigError
 
-        raise ConfigError(str(e).splitlines()[-1]) from None
+        err = e.errors()[0]
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     with RichProgress() as progress:
         result = generate_dataset(model, n=n, out=out, prompts=prompts, taxonomy=taxonomy,
                                   table=table, run_dir=run_dir, base_url=base_url,

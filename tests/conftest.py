@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,17 @@ def small_corpus(tmp_path: Path, austen_text: str) -> Path:
     (d / "a.txt").write_text(austen_text[:40000], encoding="utf-8")
     (d / "b.txt").write_text(austen_text[100000:130000], encoding="utf-8")
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained from-scratch GPT saved as a model folder (fast to sample from)."""
+    from synthloop.models.lm import TinyLM
+    from synthloop.models.tokenizer import BPETokenizer
+
+    seeds = Path(__file__).resolve().parents[1] / "examples" / "data" / "austen_seeds.jsonl"
+    texts = [json.loads(line)["text"] for line in seeds.read_text().splitlines()]
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    TinyLM.create(BPETokenizer.train(texts, vocab_size=600), size="tiny", max_len=512,
+                  seed=0).save(path)
+    return path

@@ -173,7 +173,8 @@ def test_python_verifier_runs_code_sandboxed():
     blocked = run_python("import socket\nsocket.create_connection(('127.0.0.1', 9))")
     assert "sandbox: socket" in blocked
     assert "sandbox: subprocess" in run_python("import subprocess\nsubprocess.run(['ls'])")
-    t = recs(["```python\ndef add(a, b):\n    return a + b\n```", "def add(a, b):\n    return a - b"],
+    t = recs(["```python\ndef add(a, b):\n    return a + b\n```",
+              "def add(a, b):\n    return a - b"],
              tests=["assert add(2, 3) == 5"] * 2)
     out = VerifyPython(tests_field="tests", timeout_s=10).apply(t, ctx())
     assert out.kept.num_rows == 1 and "AssertionError" in out.reasons[0]

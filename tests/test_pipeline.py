@@ -25,19 +25,6 @@ SEEDS = EXAMPLES / "data" / "austen_seeds.jsonl"
 runner = CliRunner()
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """An untrained from-scratch GPT saved as a model folder (fast to sample from)."""
-    from synthloop.models.lm import TinyLM
-    from synthloop.models.tokenizer import BPETokenizer
-
-    texts = [json.loads(line)["text"] for line in SEEDS.read_text().splitlines()]
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    TinyLM.create(BPETokenizer.train(texts, vocab_size=600), size="tiny", max_len=512,
-                  seed=0).save(path)
-    return path
-
-
 def _config(model: Path, **over) -> dict:
     cfg = {"name": "t", "seed": 3, "input": str(SEEDS), "shard_size": 6, "steps": [
         {"type": "generate", "backend": {"model": str(model)}, "n_per_record": 2,
