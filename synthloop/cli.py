@@ -507,11 +507,11 @@ def generate(
 ) -> None:
     """Generate synthetic records (text from prompts or a taxonomy, or table rows), with full
     provenance. Resumable: rerun the same command after an interruption."""
+    from pydantic import ValidationError
+
     from synthloop.generate.backends import Sampling
     from synthloop.generate.oneoff import generate_dataset
     from synthloop.progress import RichProgress
-
-    from pydantic import ValidationError
 
     try:
         sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)

@@ -66,3 +66,18 @@ def test_collapse_lab_runs_on_the_pretrained_model(smollm2, small_corpus, tmp_pa
     gen = rows[1]
     assert gen["train"]["by_generation"] == {"1": 8}
     assert gen["weights_sha256"] != rows[0]["weights_sha256"]
+
+
+def test_chat_generation_stops_at_eos_and_repeats_for_a_seed(smollm2):
+    from synthloop.generate.backends import LocalBackend, Sampling
+
+    lm, _ = smollm2
+    backend = LocalBackend(lm)
+    prompts = ["What is the capital of France? Answer in one word.",
+               "Write one sentence about the sea."]
+    sampling = Sampling(max_new_tokens=40, temperature=0.7, batch_size=2)
+    a = backend.complete(prompts, sampling, seed=3)
+    b = backend.complete(prompts, sampling, seed=3)
+    assert [c.text for c in a] == [c.text for c in b]
+    assert a[0].finish_reason == "stop" and "Paris" in a[0].text  # ended at EOS, not the cap
+    assert "<|im_end|>" not in a[0].text and all(c.text for c in a)

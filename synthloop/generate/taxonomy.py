@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import yaml
 
 from synthloop.errors import InputError
+from synthloop.records.io import read_yaml
 from synthloop.records.schema import with_provenance
 
 LEAF_FILE = "qna.yaml"
@@ -59,14 +59,7 @@ def read_taxonomy(root: str | Path) -> pa.Table:
         raise InputError(f"{root}: no {LEAF_FILE} files in this taxonomy")
     rows = []
     for path in leaves:
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not valid UTF-8") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}: " if mark else ""
-            raise InputError(f"{path}: {where}invalid YAML") from None
+        doc = read_yaml(path)
         if not isinstance(doc, dict):
             raise InputError(f"{path}: expected a mapping at the top level")
         description = doc.get("task_description") or doc.get("document_outline")

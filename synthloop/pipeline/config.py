@@ -28,7 +28,6 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthloop.errors import ConfigError
@@ -114,15 +113,9 @@ def load_config(path: str | Path) -> tuple[PipelineConfig, list[Step], Path]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not valid UTF-8") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{p}: {where}{problem}") from None
+    from synthloop.records.io import read_yaml
+
+    data = read_yaml(p, ConfigError)
     cfg, steps = parse_config(data, str(p))
     return cfg, steps, p.resolve().parent
 

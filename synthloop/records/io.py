@@ -278,3 +278,19 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def read_yaml(path: str | Path, error: type[Exception] = InputError) -> object:
+    """Parse a YAML file (safe loader); a bad file is one ``error`` naming the line."""
+    import yaml
+
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{p}: not valid UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise error(f"{p}: {where}{problem}") from None
