@@ -181,7 +181,7 @@ def test_taxonomy_reading_and_errors(tmp_path):
     with pytest.raises(InputError, match=r"seed_examples\[0\]: missing field 'answer'"):
         read_taxonomy(tmp_path / "tax")
     (bad / "qna.yaml").write_text("task_description: [x\n")
-    with pytest.raises(InputError, match="line 1"):
+    with pytest.raises(InputError, match="qna.yaml: line 2, column 1"):
         read_taxonomy(tmp_path / "tax")
 
 
