@@ -553,6 +553,78 @@ def serve(
         server.shutdown()
 
 
+poison_app = typer.Typer(no_args_is_help=True, help="Poisoning scan of a training dataset.")
+app.add_typer(poison_app, name="poison")
+
+
+@poison_app.command("scan")
+@user_errors
+def poison_scan(
+    data: Annotated[Path, typer.Argument(help="Dataset: JSONL/CSV/Parquet or plain text.")],
+    field: Annotated[str, typer.Option(help="Text field, or PROMPT,RESPONSE for instruction "
+                                            "data (triggers are mined in the prompt).")
+                     ] = "text",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Report: triggers with "
+                                                                  "evidence, campaigns, flagged "
+                                                                  "records and reasons.")
+                         ] = None,
+    quarantine: Annotated[Path | None, typer.Option(
+        help="Folder for quarantine.parquet (flagged) and clean.parquet (the rest); the input "
+             "is never modified.")] = None,
+    embeddings: Annotated[bool, typer.Option(help="Also run the spectral-signature detector "
+                                                  "on MiniLM embeddings (slow on CPU).")
+                          ] = False,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Find backdoor triggers and injected records: gibberish after a trigger, label flips
+    tied to a phrase, near-identical injection campaigns, embedding outliers."""
+    import json
+
+    import pyarrow as pa
+
+    from synthloop.errors import InputError
+    from synthloop.poison.scan import ScanConfig, scan, split_fields
+    from synthloop.records.io import read_records, write_parquet, write_text_atomic
+
+    prompt_field, text_field = split_fields(field)
+    table = read_records(data, text_column=None,
+                         required=[f for f in (prompt_field, text_field) if f])
+
+    def strings(name: str) -> list[str]:
+        col = table.column(name)
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            raise InputError(f"{data}: field '{name}' has type {col.type}, expected string")
+        return [v or "" for v in col.to_pylist()]
+
+    texts = strings(text_field)
+    prompts = strings(prompt_field) if prompt_field else None
+    err_console.print(f"[dim]· scanning {len(texts):,} records[/]")
+    res = scan(texts, prompts=prompts, cfg=ScanConfig(embeddings=embeddings, seed=seed))
+    ids = table.column("id").to_pylist()
+    console.print(f"{int(res.flagged.sum()):,} of {res.n:,} records flagged "
+                  f"({res.mode} anomalies)", highlight=False)
+    for t in res.triggers[:10]:
+        console.print(f"  suspected trigger {t['trigger']!r}: in {t['records']} records, "
+                      f"{t['anomalous']} anomalous (z={t['z']})", highlight=False)
+    for c in res.campaigns[:10]:
+        console.print(f"  campaign: {c['records']} near-identical records, e.g. "
+                      f"{c['example'][:80]!r}", highlight=False)
+    if quarantine:
+        flags = pa.array(res.flagged)
+        q = table.filter(flags)
+        q = q.append_column("poison_score", pa.array(res.score[res.flagged], pa.float64()))
+        q = q.append_column("poison_reasons", pa.array(
+            ["; ".join(r) for r, f in zip(res.reasons, res.flagged, strict=True) if f],
+            pa.string()))
+        write_parquet(q, quarantine / "quarantine.parquet")
+        write_parquet(table.filter(pa.compute.invert(flags)), quarantine / "clean.parquet")
+        console.print(f"quarantine: {quarantine / 'quarantine.parquet'} ({q.num_rows:,}); "
+                      f"clean: {quarantine / 'clean.parquet'}")
+    if json_path:
+        write_text_atomic(json.dumps(res.to_dict(ids), indent=1) + "\n", json_path)
+        console.print(f"json: {json_path}")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

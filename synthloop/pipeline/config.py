@@ -40,6 +40,7 @@ def _load_step_types() -> None:
     import synthloop.curate.verify  # noqa: F401
     import synthloop.generate.copula  # noqa: F401
     import synthloop.generate.text  # noqa: F401
+    import synthloop.poison.step  # noqa: F401
 
 
 class PipelineConfig(BaseModel):
