@@ -78,7 +78,22 @@ class LocalBackend(TextBackend):
             self._sha = self.lm.weights_sha256()
         return self.lm.name, self._sha
 
-    def complete(self, prompts, sampling, *, seed, chat=True, progress=None):
+    def vocab_size(self) -> int:
+        tok = getattr(self.lm, "tokenizer", None)
+        return max(len(tok), getattr(tok, "vocab_size", 0)) if tok is not None else 0
+
+    def complete(self, prompts, sampling, *, seed, chat=True, progress=None, watermark=None):
+        """``watermark``: a :class:`~synthloop.compliance.watermark.GreenList` to mark the
+        output with (transformers models only)."""
+        extra = {}
+        if watermark is not None:
+            from synthloop.compliance.watermark import WatermarkProcessor
+            from synthloop.models.hf import HFLM
+
+            if not isinstance(self.lm, HFLM):
+                raise ConfigError(f"watermarking needs a transformers model; "
+                                  f"'{self.lm.name}' is a synthloop from-scratch model")
+            extra["logits_processors"] = [WatermarkProcessor(watermark)]
         templated = chat and self.lm.format_chat("x") != "x"
         texts = [self.lm.format_chat(p) if templated else p for p in prompts]
         # a chat template brings its own start tokens; raw text starts at BOS
@@ -94,7 +109,8 @@ class LocalBackend(TextBackend):
                            temperature=sampling.temperature, top_p=sampling.top_p,
                            top_k=sampling.top_k, repetition_penalty=sampling.repetition_penalty,
                            batch_size=sampling.batch_size, stop_at_eos=True)
-        new = self.lm.generate([ids[i] for i in ok], params, seed=seed, progress=progress)
+        new = self.lm.generate([ids[i] for i in ok], params, seed=seed, progress=progress,
+                               **extra)
         for i, toks, text in zip(ok, new, self.lm.decode(new), strict=True):
             reason = "length" if len(toks) >= sampling.max_new_tokens else "stop"
             out[i] = Completion(text=text.strip(), finish_reason=reason)

@@ -15,7 +15,7 @@ import jinja2
 import jinja2.sandbox
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from synthloop.errors import ConfigError, InputError
 from synthloop.generate.backends import BackendSpec, Completion, Sampling, template_sha256
@@ -64,12 +64,36 @@ def shared_lm(model: str, device: str, ctx: StepContext):
 
 
 def _complete(spec: BackendSpec, prompts: list[str], sampling: Sampling, ctx: StepContext,
-              chat: bool, what: str) -> list[Completion]:
+              chat: bool, what: str, watermark=None) -> list[Completion]:
     if not prompts:
         return []
     ctx.progress.stage(what, len(prompts))
+    extra = {"watermark": watermark} if watermark is not None else {}
     return _backend(spec, ctx).complete(prompts, sampling, seed=ctx.seed, chat=chat,
-                                        progress=ctx.progress.advance)
+                                        progress=ctx.progress.advance, **extra)
+
+
+class WatermarkOptions(BaseModel):
+    """Mark generated text with the green-list watermark (key from
+    ``SYNTHLOOP_WATERMARK_KEY`` or ``key_file``; only its id is recorded)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gamma: float = Field(0.25, gt=0, lt=1)
+    delta: float = Field(2.0, gt=0)
+    context_width: int = Field(4, ge=1, le=16)
+    key_file: str | None = None
+
+    def green_list(self, spec: BackendSpec, ctx: StepContext):
+        from synthloop.compliance.watermark import GreenList, WatermarkSpec, load_key
+
+        if spec.base_url:
+            raise ConfigError("watermarking needs a local model: a remote server decodes "
+                              "without our logits processor")
+        backend = _backend(spec, ctx)
+        key = load_key(ctx.path(self.key_file) if self.key_file else None)
+        return GreenList(key, backend.vocab_size(),
+                         WatermarkSpec(self.gamma, self.delta, self.context_width))
 
 
 def _generator(spec: BackendSpec, sampling: Sampling, ctx: StepContext, template: str,
@@ -124,18 +148,24 @@ class Generate(Step):
     output_field: str = "text"
     keep_fields: list[str] = []
     min_chars: int = Field(1, ge=0)
+    watermark: WatermarkOptions | None = None
 
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
         tpl = compile_template(self.template, self.label)
+        green = self.watermark.green_list(self.backend, ctx) if self.watermark else None
         rows = _content_rows(table)
         prompts = render_all(tpl, rows, self.label)
         ids = table.column("id").to_pylist()
         gens = table.column("generation").to_pylist()
         order = [i for i in range(len(rows)) for _ in range(self.n_per_record)]
         done = _complete(self.backend, [prompts[i] for i in order], self.sampling, ctx,
-                         self.chat, f"{self.label}: generating")
+                         self.chat, f"{self.label}: generating", watermark=green)
         content: dict[str, list] = {self.output_field: [c.text for c in done],
                                     "prompt": [prompts[i] for i in order]}
+        if green is not None:
+            from synthloop.compliance.watermark import watermark_marker
+
+            content["watermark"] = [watermark_marker(green, self.backend.model)] * len(done)
         for f in self.keep_fields:
             if f not in table.column_names:
                 raise InputError(f"step {self.label}: keep_fields names '{f}', which records "

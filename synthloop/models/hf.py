@@ -153,10 +153,14 @@ class HFLM(LanguageModel):
         return self.model
 
     @torch.no_grad()
-    def generate(self, prompts, params: GenParams, *, seed, progress=None):
+    def generate(self, prompts, params: GenParams, *, seed, progress=None,
+                 logits_processors=None):
+        """As :meth:`LanguageModel.generate`; ``logits_processors`` (transformers
+        ``LogitsProcessor`` objects, e.g. a watermark) run after the model's own."""
         params.validate()
         if params.stop_at_eos and params.num_beams == 1:
-            return self._generate_until_eos(prompts, params, seed=seed, progress=progress)
+            return self._generate_until_eos(prompts, params, seed=seed, progress=progress,
+                                            logits_processors=logits_processors)
         out: list[list[int] | None] = [None] * len(prompts)
         bsz = max(1, params.batch_size // params.num_beams)
         kwargs = {"max_new_tokens": params.max_new_tokens,
@@ -170,6 +174,10 @@ class HFLM(LanguageModel):
                           top_k=params.top_k or None)
         else:
             kwargs.update(do_sample=False)
+        if logits_processors:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(logits_processors)
         torch.manual_seed(seed)
         for rows in _batches(prompts, bsz):
             x = torch.tensor([list(prompts[i]) for i in rows], device=self.device)
@@ -181,7 +189,8 @@ class HFLM(LanguageModel):
                 progress(len(rows))
         return out  # type: ignore[return-value]
 
-    def _generate_until_eos(self, prompts, params: GenParams, *, seed, progress=None):
+    def _generate_until_eos(self, prompts, params: GenParams, *, seed, progress=None,
+                            logits_processors=None):
         """Sampling that stops each row at EOS; prompts of any length, left-padded per batch
         (batches taken in prompt order, so the output depends only on the seed)."""
         eos = self.tokenizer.eos_token_id
@@ -193,6 +202,10 @@ class HFLM(LanguageModel):
                   "repetition_penalty": params.repetition_penalty}
         if banned:
             kwargs["bad_words_ids"] = banned
+        if logits_processors:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(logits_processors)
         torch.manual_seed(seed)
         out: list[list[int]] = []
         for s in range(0, len(prompts), params.batch_size):

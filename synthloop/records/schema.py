@@ -20,6 +20,9 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 ORIGINS = ("real", "synthetic")
+#: IPTC digital source type of model-generated content (machine-readable marking of every
+#: synthetic record, EU AI Act Art. 50(2)).
+DIGITAL_SOURCE_SYNTHETIC = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 #: Provenance columns, in order; content columns come first in a table.
 PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
@@ -132,6 +135,8 @@ def text_records(texts: Sequence[str], *, origin: str = "real", generation: int 
         "created_at": pa.array([stamp] * n, pa.string()),
         "schema_version": pa.array([SCHEMA_VERSION] * n, pa.int32()),
     })
+    if origin == "synthetic":
+        cols["digital_source_type"] = pa.array([DIGITAL_SOURCE_SYNTHETIC] * n, pa.string())
     return pa.table(cols)
 
 
@@ -238,5 +243,6 @@ def synthetic_records(content: pa.Table, *, generator: Generator,
         "run_id": pa.array([run_id] * n, pa.string()),
         "created_at": pa.array([created_at] * n, pa.string()),
         "schema_version": pa.array([SCHEMA_VERSION] * n, pa.int32()),
+        "digital_source_type": pa.array([DIGITAL_SOURCE_SYNTHETIC] * n, pa.string()),
     })
     return pa.table(cols)
