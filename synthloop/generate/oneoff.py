@@ -36,13 +36,17 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
                      api_key_env: str | None = None, sampling: Sampling | None = None,
                      template: str | None = None, chat: bool = True, seed: int = 0,
                      device: str = "cpu", privacy_filter: bool = False, shard_size: int = 32,
-                     progress: Progress | None = None) -> RunResult:
+                     progress: Progress | None = None, watermark: bool = False,
+                     key_file: str | Path | None = None) -> RunResult:
     """Generate ``n`` records with ``model`` from prompts, a taxonomy or a real table.
 
     ``out`` ending in ``.parquet``/``.jsonl`` gets one file; anything else becomes a folder of
     Parquet shards. The run's checkpoints live in ``run_dir`` (default ``OUT.run``): rerun
-    the same command after an interruption to resume.
+    the same command after an interruption to resume. ``watermark`` marks prompted text
+    (key from ``SYNTHLOOP_WATERMARK_KEY`` or ``key_file``).
     """
+    if watermark and prompts is None:
+        raise ConfigError("--watermark applies to --prompts generation")
     given = [x is not None for x in (prompts, taxonomy, table)]
     if sum(given) != 1:
         raise ConfigError("give exactly one of --prompts, --taxonomy and --table")
@@ -60,6 +64,9 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
         cfg["input"] = str(path.resolve())
         steps = [{"type": "generate", "backend": backend, "template": tpl, "chat": chat,
                   "sampling": sampling.model_dump()}]
+        if watermark:
+            steps[0]["watermark"] = {"key_file": str(Path(key_file).resolve())
+                                     if key_file else None}
     elif taxonomy is not None:
         from synthloop.generate.taxonomy import read_taxonomy
 
