@@ -37,8 +37,13 @@ def test_text_records_carry_provenance():
     t = text_records(["one", "two"], origin="synthetic", generation=1, generator=gen,
                      parents=[["p1"], ["p2"]], run_id="r", extra={"score": [1.0, 2.0]})
     assert t.column_names[:2] == ["text", "score"]
-    assert tuple(t.column_names[2:]) == PROVENANCE_COLUMNS
+    # provenance, then the IPTC marking every synthetic record carries
+    assert tuple(t.column_names[2:-1]) == PROVENANCE_COLUMNS
+    assert t.column_names[-1] == "digital_source_type"
+    assert "digital_source_type" not in text_records(["x"]).column_names
     row = t.to_pylist()[1]
+    assert row["digital_source_type"] == \
+        "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
     assert row["origin"] == "synthetic" and row["generation"] == 1
     assert row["parents"] == ["p2"] and row["run_id"] == "r"
     assert Generator.from_json(row["generator"]).seed == 7
