@@ -23,7 +23,7 @@ from synthloop.compliance.manifest import (
     validate_manifest,
     verify_dataset,
 )
-from synthloop.compliance.watermark import GreenList, WatermarkSpec, key_id, load_key
+from synthloop.compliance.watermark import GreenList, key_id, load_key
 from synthloop.errors import ConfigError
 
 runner = CliRunner()
