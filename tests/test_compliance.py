@@ -67,7 +67,7 @@ def test_greedy_green_choice_is_detected_and_repeats_count_once():
 
 def test_key_loading(tmp_path, monkeypatch):
     monkeypatch.delenv("SYNTHLOOP_WATERMARK_KEY", raising=False)
-    with pytest.raises(ConfigError, match="no watermark key"):
+    with pytest.raises(ConfigError, match="no watermark key: pass --key-file or set"):
         load_key()
     monkeypatch.setenv("SYNTHLOOP_WATERMARK_KEY", "short")
     with pytest.raises(ConfigError, match="at least 16 bytes"):
@@ -128,10 +128,16 @@ def _rewrite(shard: Path, fn) -> None:
     pq.write_table(fn(t), shard)
 
 
-def test_one_changed_byte_in_one_record_is_named(run_data, tmp_path):
+@pytest.fixture()
+def signed(run_data, tmp_path) -> Path:
+    """The run's data with a signed manifest; returns the manifest path."""
     path = build_manifest(run_data)
     generate_signing_key(tmp_path / "key.pem")
     sign_manifest(path, load_signing_key(tmp_path / "key.pem"))
+    return path
+
+
+def test_one_changed_byte_in_one_record_is_named(run_data, signed):
     shard = sorted(run_data.glob("*.parquet"))[1]
     t = pq.read_table(shard)
     victim = t.column("id")[3].as_py()
@@ -148,10 +154,8 @@ def test_one_changed_byte_in_one_record_is_named(run_data, tmp_path):
     assert r.exit_code == 1 and victim in r.output
 
 
-def test_added_and_removed_records_are_named(run_data, tmp_path):
-    path = build_manifest(run_data)
-    generate_signing_key(tmp_path / "key.pem")
-    sign_manifest(path, load_signing_key(tmp_path / "key.pem"))
+def test_added_and_removed_records_are_named(run_data, signed):
+    path = signed
     shard = sorted(run_data.glob("*.parquet"))[0]
     t = pq.read_table(shard)
     gone = t.column("id")[0].as_py()

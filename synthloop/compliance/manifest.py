@@ -317,18 +317,9 @@ def load_signing_key(key_file: str | Path | None):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    if key_file is not None:
-        try:
-            data = Path(key_file).read_bytes()
-        except OSError as e:
-            raise ConfigError(f"{key_file}: cannot read the signing key ({e.strerror})") \
-                from None
-        where = str(key_file)
-    else:
-        data = os.environ.get(SIGNING_KEY_ENV, "").encode()
-        where = f"${SIGNING_KEY_ENV}"
-        if not data:
-            raise ConfigError(f"no signing key: pass --key-file or set {SIGNING_KEY_ENV}")
+    from synthloop.compliance.secrets import read_secret
+
+    data, where = read_secret(key_file, SIGNING_KEY_ENV, "signing key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,18 +47,10 @@ def _mix(x: np.ndarray) -> np.ndarray:
 def load_key(key_file: str | Path | None = None) -> bytes:
     """The watermark key: the file's bytes (surrounding whitespace removed) or the
     ``SYNTHLOOP_WATERMARK_KEY`` environment variable. At least 16 bytes."""
-    if key_file is not None:
-        p = Path(key_file)
-        try:
-            key = p.read_bytes().strip()
-        except OSError as e:
-            raise ConfigError(f"{p}: cannot read the watermark key ({e.strerror})") from None
-        where = str(p)
-    else:
-        key = os.environ.get(KEY_ENV, "").encode()
-        where = f"${KEY_ENV}"
-        if not key:
-            raise ConfigError(f"no watermark key: set {KEY_ENV} or pass --key-file")
+    from synthloop.compliance.secrets import read_secret
+
+    key, where = read_secret(key_file, KEY_ENV, "watermark key")
+    key = key.strip()
     if len(key) < 16:
         raise ConfigError(f"{where}: the watermark key must be at least 16 bytes")
     return key
