@@ -697,7 +697,9 @@ def provenance_manifest(
     dataset: Annotated[Path, typer.Argument(help="Parquet file or folder of shards.")],
     key_file: Annotated[Path | None, typer.Option(
         help="ed25519 private key (PEM) to sign with [$SYNTHLOOP_SIGNING_KEY].")] = None,
-    sign: Annotated[bool, typer.Option(help="Sign the manifest.")] = True,
+    sign: Annotated[bool | None, typer.Option(
+        "--sign/--no-sign", help="Sign the manifest [when a key is given or "
+                                  "$SYNTHLOOP_SIGNING_KEY is set].")] = None,
     name: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
     license_url: Annotated[str | None, typer.Option("--license", help="License URL.")] = None,
     url: Annotated[str | None, typer.Option(help="Dataset URL [file URL of the folder].")
@@ -705,13 +707,18 @@ def provenance_manifest(
 ) -> None:
     """Write a Croissant 1.1 manifest (validated with mlcroissant) with lineage, disclosure
     and a Merkle root of the records, and sign it."""
+    import os
+
     from synthloop.compliance.manifest import (
+        SIGNING_KEY_ENV,
         build_manifest,
         load_signing_key,
         sign_manifest,
         validate_manifest,
     )
 
+    if sign is None:
+        sign = key_file is not None or bool(os.environ.get(SIGNING_KEY_ENV))
     key = load_signing_key(key_file) if sign else None
     path = build_manifest(dataset, name=name, url=url, license_url=license_url)
     errors, warnings = validate_manifest(path)
@@ -721,6 +728,10 @@ def provenance_manifest(
         console.print(f"  [dim]warning: {w}[/]", highlight=False)
     if key is not None:
         console.print(f"signature: {sign_manifest(path, key)}")
+    else:
+        Path(str(path) + ".sig").unlink(missing_ok=True)  # a stale signature would mislead
+        console.print("[yellow]not signed[/]: pass --key-file (or set $SYNTHLOOP_SIGNING_KEY) "
+                      "to sign; verify will report the missing signature")
 
 
 @provenance_app.command("verify")

@@ -186,8 +186,12 @@ def test_show_and_manifest_cli(run_data, tmp_path, monkeypatch):
     assert s["synthetic_share"] == pytest.approx(0.5) and s["generators"] == {"tiny": 60}
     assert s == provenance_summary(run_data)
     monkeypatch.delenv("SYNTHLOOP_SIGNING_KEY", raising=False)
-    r = runner.invoke(app, ["provenance", "manifest", str(run_data)])
+    r = runner.invoke(app, ["provenance", "manifest", str(run_data), "--sign"])
     assert r.exit_code == 2 and "no signing key" in r.output
+    r = runner.invoke(app, ["provenance", "manifest", str(run_data)])  # unsigned by default
+    assert r.exit_code == 0 and "not signed" in r.output
+    r = runner.invoke(app, ["provenance", "verify", str(run_data)])
+    assert r.exit_code == 1 and "not signed" in r.output
     r = runner.invoke(app, ["provenance", "verify", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "no such file" in r.output
 
