@@ -233,8 +233,9 @@ class TaxonomyGenerate(Step):
                 owner.append(i)
         questions = _complete(self.backend, render_all(q_tpl, q_rows, self.label),
                               self.sampling, ctx, True, f"{self.label}: questions")
-        questions = [Completion(c.text.removeprefix("Question:").strip(), c.finish_reason,
-                                c.error) for c in questions]
+        # small models often write the answer too: keep the question only
+        questions = [Completion(c.text.removeprefix("Question:").split("\nAnswer:")[0].strip(),
+                                c.finish_reason, c.error) for c in questions]
         contexts = [json.loads(leaves[i].get("contexts") or "[]") for i in owner]
         a_rows = [{"question": q.text,
                    "context": (ctx_list[int(rng.integers(len(ctx_list)))] if ctx_list else "")}
