@@ -197,7 +197,7 @@ def _run_sharded(stage_steps, members, s_idx, prev, folder, exc_dir, cfg, meta, 
 def _run_global(step, index, s_idx, prev, folder, exc_dir, cfg, meta, base_dir, source,
                 resources, progress) -> None:
     progress.stage(f"stage {s_idx}: {step.label} (whole dataset)", 1)
-    for old in _parts(folder):  # a global stage is all-or-nothing
+    for old in [*_parts(folder), *folder.glob("part-*.done")]:  # all-or-nothing: start clean
         old.unlink()
     table = _read_parts(_parts(prev))
     ctx = StepContext(seed=derive_seed(cfg.seed, index, -1), run_id=meta["run_id"],
@@ -216,16 +216,14 @@ def _run_global(step, index, s_idx, prev, folder, exc_dir, cfg, meta, base_dir, 
 
 
 def _publish(stage: Path, data: Path) -> None:
-    """Copy the last stage's shards to ``data/`` (hard links where possible)."""
+    """Copy the last stage's shards to ``data/`` (copies, not links: editing the published
+    dataset must not touch the checkpoints a resumed run relies on)."""
     tmp = data.with_name(f".{data.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for p in _parts(stage):
-        try:
-            (tmp / p.name).hardlink_to(p)
-        except OSError:
-            shutil.copy2(p, tmp / p.name)
+        shutil.copy2(p, tmp / p.name)
     if data.exists():
         shutil.rmtree(data)
     tmp.rename(data)
