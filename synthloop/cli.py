@@ -80,7 +80,7 @@ def collapse(
     generations: Annotated[int, typer.Option(help="Model generations, counting generation 0 "
                                                   "(trained on real data).")] = 5,
     policies: Annotated[str, typer.Option(help="Comma-separated: replace, keep-real:P, "
-                                               "accumulate, accumulate-subsample, "
+                                               "accumulate, accumulate-subsample, max-depth:K, "
                                                "filter:ppl-top:Q, filter:ppl-bottom:Q.")
                         ] = "replace,keep-real:0.1,accumulate,filter:ppl-top:0.2",
     seeds: Annotated[int, typer.Option(help="Number of seeds (0..S-1).")] = 2,

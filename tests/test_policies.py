@@ -66,6 +66,13 @@ def test_accumulate_keeps_everything():
     assert t.num_rows == 4 * N
 
 
+def test_max_depth_accumulates_only_shallow_generations():
+    t = mix(parse_policy("max-depth:2"), _real(), _sets(4), 4, _rng())
+    assert mix_summary(t)["by_generation"] == {"0": N, "1": N, "2": N}
+    with pytest.raises(ConfigError):
+        parse_policy("max-depth:-1")
+
+
 def test_accumulate_subsample_is_compute_matched():
     t = mix(parse_policy("accumulate-subsample"), _real(), _sets(3), 3, _rng())
     s = mix_summary(t)
