@@ -58,11 +58,16 @@ class Judge(Scorer):
     max_score: int = 5
 
     def scores(self, table, ctx):
-        from synthloop.generate.text import _complete, _content_rows, compile_template, render_all
+        from synthloop.generate.text import (
+            compile_template,
+            complete_prompts,
+            content_rows,
+            render_all,
+        )
 
-        prompts = render_all(compile_template(self.template, self.label), _content_rows(table),
+        prompts = render_all(compile_template(self.template, self.label), content_rows(table),
                              self.label)
-        done = _complete(self.backend, prompts, self.sampling, ctx, True,
+        done = complete_prompts(self.backend, prompts, self.sampling, ctx, True,
                          f"{self.label}: judging")
         raw = [c.text if not c.error else f"error: {c.error}" for c in done]
         return {self.column: pa.array([None if c.error else

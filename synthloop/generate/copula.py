@@ -33,7 +33,7 @@ from scipy import stats
 
 from synthloop.errors import ConfigError, InputError
 from synthloop.pipeline.step import Step, StepContext, StepOutput, register
-from synthloop.records.schema import PROVENANCE_COLUMNS, Generator, synthetic_records
+from synthloop.records.schema import Generator, content, synthetic_records
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
@@ -279,9 +279,8 @@ class SDVSynthesizer:
 
 
 def content_frame(table: pa.Table) -> pd.DataFrame:
-    """The content columns of a record table as a DataFrame (provenance removed)."""
-    return table.select([c for c in table.column_names
-                         if c not in PROVENANCE_COLUMNS]).to_pandas()
+    """The content columns of a record table as a DataFrame."""
+    return content(table).to_pandas()
 
 
 @register

@@ -88,11 +88,11 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
     config = PipelineConfig.model_validate(cfg)
     result = run_pipeline(config, build_steps(config.steps, "generate"), run_dir,
                           progress=progress)
-    from synthloop.pipeline.runner import _parts, _read_parts
+    from synthloop.pipeline.runner import read_shards, shard_files
 
-    parts = _parts(result.data)
+    parts = shard_files(result.data)
     if out.suffix.lower() in (".parquet", ".pq", ".jsonl", ".ndjson"):
-        data = _read_parts(parts)
+        data = read_shards(parts)
         if taxonomy is not None and data.num_rows > n:
             data = data.slice(0, n)
         write_records(data, out)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthloop.errors import ConfigError, InputError
 from synthloop.generate.backends import BackendSpec, Completion, Sampling, template_sha256
 from synthloop.pipeline.step import Step, StepContext, StepOutput, register
-from synthloop.records.schema import Generator, record_id, synthetic_records
+from synthloop.records.schema import Generator, content, record_id, synthetic_records
 
 _ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
                                                     keep_trailing_newline=False)
@@ -63,7 +63,7 @@ def shared_lm(model: str, device: str, ctx: StepContext):
     return ctx.resources.get(("lm", model, device), lambda: load_lm(model, device=device))
 
 
-def _complete(spec: BackendSpec, prompts: list[str], sampling: Sampling, ctx: StepContext,
+def complete_prompts(spec: BackendSpec, prompts: list[str], sampling: Sampling, ctx: StepContext,
               chat: bool, what: str, watermark=None) -> list[Completion]:
     if not prompts:
         return []
@@ -122,11 +122,9 @@ def _records(content: dict[str, list], reasons: list[str | None], parents: list[
                       [r for r in reasons if r is not None])
 
 
-def _content_rows(table: pa.Table) -> list[dict]:
-    from synthloop.records.schema import PROVENANCE_COLUMNS
-
-    cols = [c for c in table.column_names if c not in PROVENANCE_COLUMNS]
-    return table.select(cols).to_pylist()
+def content_rows(table: pa.Table) -> list[dict]:
+    """Each record's content fields as a dict (what templates see)."""
+    return content(table).to_pylist()
 
 
 @register
@@ -153,12 +151,12 @@ class Generate(Step):
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
         tpl = compile_template(self.template, self.label)
         green = self.watermark.green_list(self.backend, ctx) if self.watermark else None
-        rows = _content_rows(table)
+        rows = content_rows(table)
         prompts = render_all(tpl, rows, self.label)
         ids = table.column("id").to_pylist()
         gens = table.column("generation").to_pylist()
         order = [i for i in range(len(rows)) for _ in range(self.n_per_record)]
-        done = _complete(self.backend, [prompts[i] for i in order], self.sampling, ctx,
+        done = complete_prompts(self.backend, [prompts[i] for i in order], self.sampling, ctx,
                          self.chat, f"{self.label}: generating", watermark=green)
         content: dict[str, list] = {self.output_field: [c.text for c in done],
                                     "prompt": [prompts[i] for i in order]}
@@ -221,7 +219,7 @@ class TaxonomyGenerate(Step):
         q_tpl = compile_template(self.question_template, self.label)
         a_tpl = compile_template(self.answer_template, self.label)
         rng = ctx.rng()
-        leaves = _content_rows(table)
+        leaves = content_rows(table)
         ids = table.column("id").to_pylist()
         q_rows, owner = [], []
         for i, leaf in enumerate(leaves):
@@ -231,7 +229,7 @@ class TaxonomyGenerate(Step):
                 q_rows.append({"task_description": leaf.get("text", ""),
                                "examples": [examples[j] for j in sorted(pick)]})
                 owner.append(i)
-        questions = _complete(self.backend, render_all(q_tpl, q_rows, self.label),
+        questions = complete_prompts(self.backend, render_all(q_tpl, q_rows, self.label),
                               self.sampling, ctx, True, f"{self.label}: questions")
         # small models often write the answer too: keep the question only
         questions = [Completion(c.text.removeprefix("Question:").split("\nAnswer:")[0].strip(),
@@ -240,7 +238,7 @@ class TaxonomyGenerate(Step):
         a_rows = [{"question": q.text,
                    "context": (ctx_list[int(rng.integers(len(ctx_list)))] if ctx_list else "")}
                   for q, ctx_list in zip(questions, contexts, strict=True)]
-        answers = _complete(self.backend, render_all(a_tpl, a_rows, self.label),
+        answers = complete_prompts(self.backend, render_all(a_tpl, a_rows, self.label),
                             self.sampling, ctx, True, f"{self.label}: answers")
         reasons = [_failed(q, self.min_chars) or _failed(a, self.min_chars)
                    for q, a in zip(questions, answers, strict=True)]
@@ -342,7 +340,7 @@ class SelfInstruct(Step):
             prompts = render_all(i_tpl, [{"examples": [pool[j] for j in p]} for p in picks],
                                  self.label)
             sub = StepContext(**{**ctx.__dict__, "seed": ctx.seed + 1000 * rnd})
-            for p, c in zip(picks, _complete(self.backend, prompts, self.sampling, sub, True,
+            for p, c in zip(picks, complete_prompts(self.backend, prompts, self.sampling, sub, True,
                                              f"{self.label}: instructions"), strict=True):
                 text = c.text.strip().split("\n")[0].lstrip("0123456789. ").strip()
                 depth = 1 + max(pool_depth[j] for j in p)
@@ -361,7 +359,7 @@ class SelfInstruct(Step):
                     pool_depth.append(depth)
                     pool_ids.append(f"pending:{len(made) - 1}")
         ok = [k for k, m in enumerate(made) if m[3] is None]
-        answers = _complete(self.backend,
+        answers = complete_prompts(self.backend,
                             render_all(a_tpl, [{"instruction": made[k][0]} for k in ok],
                                        self.label),
                             self.sampling, ctx, True, f"{self.label}: answers")

@@ -70,7 +70,8 @@ class RunResult:
     summary: dict
 
 
-def _parts(folder: Path) -> list[Path]:
+def shard_files(folder: Path) -> list[Path]:
+    """The Parquet shards of a stage or dataset folder, in order."""
     return sorted(folder.glob("part-*.parquet"))
 
 
@@ -82,7 +83,8 @@ def _write_shards(table: pa.Table, folder: Path, shard_size: int) -> int:
     return n
 
 
-def _read_parts(paths: Sequence[Path]) -> pa.Table:
+def read_shards(paths: Sequence[Path]) -> pa.Table:
+    """Shards concatenated into one table (columns missing from a shard become null)."""
     from synthloop.curate.policies import concat_records
 
     tables = [pq.read_table(p) for p in paths]
@@ -158,7 +160,7 @@ def run_pipeline(cfg: PipelineConfig, steps: Sequence[Step], out: str | Path, *,
                 else:
                     _run_sharded(stage_steps, members, s_idx, prev, folder, exc_dir, cfg, meta,
                                  base_dir, source, ex, progress)
-                n_parts = len(_parts(folder))
+                n_parts = len(shard_files(folder))
                 write_text_atomic(json.dumps({"shards": n_parts}), folder / "_DONE")
             prev = folder
     finally:
@@ -174,7 +176,7 @@ def run_pipeline(cfg: PipelineConfig, steps: Sequence[Step], out: str | Path, *,
 
 def _run_sharded(stage_steps, members, s_idx, prev, folder, exc_dir, cfg, meta, base_dir,
                  source, ex, progress) -> None:
-    inputs = _parts(prev)
+    inputs = shard_files(prev)
     tasks = []
     for k, inp in enumerate(inputs):
         marker = folder / f"part-{k:05d}.done"
@@ -197,9 +199,9 @@ def _run_sharded(stage_steps, members, s_idx, prev, folder, exc_dir, cfg, meta, 
 def _run_global(step, index, s_idx, prev, folder, exc_dir, cfg, meta, base_dir, source,
                 resources, progress) -> None:
     progress.stage(f"stage {s_idx}: {step.label} (whole dataset)", 1)
-    for old in [*_parts(folder), *folder.glob("part-*.done")]:  # all-or-nothing: start clean
+    for old in [*shard_files(folder), *folder.glob("part-*.done")]:  # all-or-nothing: start clean
         old.unlink()
-    table = _read_parts(_parts(prev))
+    table = read_shards(shard_files(prev))
     ctx = StepContext(seed=derive_seed(cfg.seed, index, -1), run_id=meta["run_id"],
                       created_at=meta["created_at"], base_dir=base_dir, source=source,
                       resources=resources, progress=NullProgress())
@@ -222,7 +224,7 @@ def _publish(stage: Path, data: Path) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for p in _parts(stage):
+    for p in shard_files(stage):
         shutil.copy2(p, tmp / p.name)
     if data.exists():
         shutil.rmtree(data)
@@ -248,8 +250,8 @@ def summarize(out: str | Path) -> dict:
     from synthloop.records.schema import Generator
 
     out = Path(out)
-    parts = _parts(out / "data")
-    data = _read_parts(parts) if parts else pa.table({"origin": pa.array([], pa.string())})
+    parts = shard_files(out / "data")
+    data = read_shards(parts) if parts else pa.table({"origin": pa.array([], pa.string())})
     n = data.num_rows
     origins = Counter(data.column("origin").to_pylist()) if n else Counter()
     models: Counter = Counter()

@@ -36,6 +36,14 @@ PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("schema_version", pa.int32(), nullable=False),
 )
 PROVENANCE_COLUMNS: tuple[str, ...] = tuple(f.name for f in PROVENANCE_FIELDS)
+#: Marking columns synthetic records may carry besides provenance (not content).
+MARKING_COLUMNS: tuple[str, ...] = ("digital_source_type", "watermark")
+
+
+def content(table: pa.Table) -> pa.Table:
+    """The content columns of a record table (provenance and marking columns removed)."""
+    meta = set(PROVENANCE_COLUMNS) | set(MARKING_COLUMNS)
+    return table.select([c for c in table.column_names if c not in meta])
 
 
 def normalise_content(content: str | Mapping[str, Any]) -> str:
