@@ -145,17 +145,22 @@ def label_disagreement(prompts: Sequence[str], responses: Sequence[str], *, seed
     return -np.log(np.clip(proba[np.arange(len(y)), y], 1e-6, 1))
 
 
-def mine_triggers(docs_tokens: Sequence[list[str]], anomalous: np.ndarray,
+def token_grams(toks: list[str]) -> set[str]:
+    """A record's tokens and adjacent token pairs (the trigger candidates)."""
+    return set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)}
+
+
+def mine_triggers(doc_grams: Sequence[set[str]], anomalous: np.ndarray,
                   cfg: ScanConfig) -> list[dict]:
-    """Tokens and adjacent token pairs concentrated in anomalous records, strongest first."""
-    n = len(docs_tokens)
+    """Tokens and adjacent token pairs (see :func:`token_grams`) concentrated in anomalous
+    records, strongest first."""
+    n = len(doc_grams)
     p = float(anomalous.mean()) if n else 0.0
     if p == 0 or p == 1:
         return []
     df: Counter = Counter()
     hits: Counter = Counter()
-    for toks, bad in zip(docs_tokens, anomalous, strict=True):
-        grams = set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)}
+    for grams, bad in zip(doc_grams, anomalous, strict=True):
         df.update(grams)
         if bad:
             hits.update(grams)
@@ -265,9 +270,8 @@ def scan(texts: Sequence[str], *, prompts: Sequence[str] | None = None,
                           "anomalous_records": int((anomaly >= cfg.anomaly_z).sum())}
     anomalous = anomaly >= cfg.anomaly_z
     doc_tokens = [tokens(t) for t in mine_on]
-    triggers = mine_triggers(doc_tokens, anomalous, cfg)
-    doc_grams = [set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)}
-                 for toks in doc_tokens]
+    doc_grams = [token_grams(toks) for toks in doc_tokens]
+    triggers = mine_triggers(doc_grams, anomalous, cfg)
     losses_offsets = details.pop("char_losses", None)
     if losses_offsets is not None and prompts is None:
         triggers = [t for t in triggers
