@@ -14,8 +14,8 @@ import argparse
 import time
 
 import torch
-
 from synthloop.models.decoding import generate_tokens
+
 from synthloop.models.gpt import GPT, SIZES, GPTConfig
 from synthloop.models.params import GenParams
 

@@ -5,13 +5,18 @@ import pytest
 import torch
 
 from synthloop.models import BPETokenizer, GenParams, TinyLM, TrainParams, load_lm
-from synthloop.models.decoding import (
+from synthloop.models.engine import engine_for
+from synthloop.models.engine.sampling import (
+    counter_uniforms,
     filter_logits,
-    generate_tokens,
     penalise_repeats,
     sample_from_logits,
 )
 from synthloop.models.gpt import GPT, GPTConfig
+
+
+def generate_tokens(model, prompts, params, *, seed=0, banned_ids=()):
+    return engine_for(model).generate(prompts, params, seed=seed, banned_ids=banned_ids)
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +38,19 @@ def test_tokenizer_roundtrip(tok):
     assert BPETokenizer.from_json(tok.to_json()).encode([text])[0] == ids
 
 
-def test_kv_cache_matches_full_forward(gpt):
+def test_engine_cache_matches_full_forward(gpt):
+    from synthloop.models.engine.cache import StaticKVCache
+
+    dec = engine_for(gpt).decoder
     x = torch.randint(1, 50, (3, 20))
+    cache = StaticKVCache(dec.n_layer, 3, dec.n_kv_head, 20, dec.head_dim, dec.device,
+                          torch.float32)
     with torch.no_grad():
         full = gpt(x)
-        cache = gpt.new_cache(3, 20)
-        part1 = gpt(x[:, :12], cache)
-        steps = [gpt(x[:, i:i + 1], cache) for i in range(12, 20)]
+        pos = torch.arange(20).expand(3, 20)
+        part1 = dec.forward(x[:, :12], pos[:, :12], cache, None, 12, "all")
+        steps = [dec.forward(x[:, i:i + 1], pos[:, i:i + 1], cache, None, i + 1, "all")
+                 for i in range(12, 20)]
     inc = torch.cat([part1] + steps, dim=1)
     assert torch.allclose(full, inc, atol=1e-5)
 
@@ -72,9 +83,9 @@ def _seq_logprob(model, prompt, new):
 
 def test_beam_search_beats_greedy_and_width_one_is_greedy(gpt):
     prompt = [0, 4, 9]
-    greedy = generate_tokens(gpt, [prompt], GenParams(6, temperature=1e-4, top_k=1), seed=0)[0]
-    beam1 = generate_tokens(gpt, [prompt], GenParams(6, num_beams=1, top_k=1), seed=0)[0]
-    assert greedy == beam1
+    greedy = generate_tokens(gpt, [prompt], GenParams(6, greedy=True), seed=0)[0]
+    top1 = generate_tokens(gpt, [prompt], GenParams(6, num_beams=1, top_k=1), seed=0)[0]
+    assert greedy == top1
     beam4 = generate_tokens(gpt, [prompt], GenParams(6, num_beams=4), seed=0)[0]
     assert _seq_logprob(gpt, prompt, beam4) >= _seq_logprob(gpt, prompt, greedy) - 1e-5
 
@@ -115,8 +126,8 @@ def test_repetition_penalty_matches_transformers():
 
 def test_inverse_cdf_sampling_matches_softmax():
     logits = torch.tensor([[1.0, 0.0, -1.0, 2.0]]).repeat(20000, 1)
-    g = torch.Generator().manual_seed(0)
-    draws = sample_from_logits(logits, g)[:, 0]
+    u = counter_uniforms(0, torch.arange(20000), torch.zeros(20000, dtype=torch.long))
+    draws = sample_from_logits(logits, u)
     freq = torch.bincount(draws, minlength=4).double() / len(draws)
     expect = logits[0].softmax(-1).double()
     assert torch.allclose(freq, expect, atol=0.01)

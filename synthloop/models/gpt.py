@@ -1,4 +1,4 @@
-"""A small decoder-only transformer (GPT-style) with a pre-allocated KV cache.
+"""A small decoder-only transformer (GPT-style).
 
 Sizes run from ~1M parameters (CPU experiments in minutes) to ~125M (the lent-GPU stand-in for
 OPT-125m / SmolLM2-135M). Pre-norm blocks, learned positions, tied embeddings, and PyTorch's
@@ -37,21 +37,6 @@ SIZES: dict[str, dict] = {
 }
 
 
-class KVCache:
-    """Keys and values of every layer for ``batch`` sequences up to ``max_len`` positions."""
-
-    def __init__(self, cfg: GPTConfig, batch: int, max_len: int, device, dtype):
-        shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.d_model // cfg.n_head)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
-        self.length = 0
-
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep rows ``index`` of the batch (beam search)."""
-        self.k = self.k.index_select(1, index)
-        self.v = self.v.index_select(1, index)
-
-
 class _Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -65,28 +50,12 @@ class _Block(nn.Module):
         self.out = nn.Linear(4 * d, d)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int,
-                attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.n_head, d // self.n_head) \
             .permute(2, 0, 3, 1, 4)
-        if cache is None:
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                               is_causal=attn_mask is None)
-        else:
-            start = cache.length
-            cache.k[layer, :, :, start:start + t] = k
-            cache.v[layer, :, :, start:start + t] = v
-            keys = cache.k[layer, :, :, :start + t]
-            vals = cache.v[layer, :, :, :start + t]
-            if t == 1:
-                # One query: two small batched matmuls beat the fused kernel's setup cost.
-                w = (q @ keys.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-                a = w.softmax(-1) @ vals
-            else:
-                mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device) \
-                    .tril(diagonal=start)
-                a = F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           is_causal=attn_mask is None)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
         return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
 
@@ -118,22 +87,14 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
-        p = next(self.parameters())
-        dtype = torch.bfloat16 if p.device.type == "cuda" else p.dtype
-        return KVCache(self.cfg, batch, max_len or self.cfg.max_len, p.device, dtype)
-
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of every position (training and scoring; generation runs on the engine,
+        :mod:`synthloop.models.engine`, which reads these weights)."""
         t = idx.shape[1]
-        start = cache.length if cache is not None else 0
-        if start + t > self.cfg.max_len:
-            raise ValueError(f"sequence of {start + t} tokens exceeds the model's "
+        if t > self.cfg.max_len:
+            raise ValueError(f"sequence of {t} tokens exceeds the model's "
                              f"{self.cfg.max_len} positions")
-        pos = torch.arange(start, start + t, device=idx.device)
-        x = self.tok(idx) + self.pos(pos)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cache, i, attn_mask)
-        if cache is not None:
-            cache.length = start + t
+        x = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
+        for block in self.blocks:
+            x = block(x, attn_mask)
         return self.ln(x) @ self.tok.weight.T

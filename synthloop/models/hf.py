@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from synthloop.errors import ModelNotFoundError
-from synthloop.models.decoding import _batches
+from synthloop.models.engine import engine_for
 from synthloop.models.lm import LanguageModel, _atomic_dir, resolve_device
 from synthloop.models.params import GenParams
 
@@ -71,14 +71,31 @@ def smollm2_dir() -> Path:
     return _atomic_dir(target, write)
 
 
-class HFLM(LanguageModel):
-    """A transformers causal LM. ``fresh()`` returns a copy at the loaded (pretrained) weights."""
+def _same_length_batches(prompts: Sequence[Sequence[int]], batch_size: int):
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_len.setdefault(len(p), []).append(i)
+    for length in sorted(by_len):
+        idx = by_len[length]
+        for s in range(0, len(idx), batch_size):
+            yield idx[s:s + batch_size]
 
-    def __init__(self, model, tokenizer, device: torch.device, name: str):
+
+class HFLM(LanguageModel):
+    """A transformers causal LM. ``fresh()`` returns a copy at the loaded (pretrained) weights.
+
+    Generation runs on synthloop's engine (:mod:`synthloop.models.engine`) for the
+    architectures it knows (Llama, Mistral, Qwen2 — SmolLM2 included) and on transformers'
+    ``generate`` otherwise, or when ``engine=False``.
+    """
+
+    def __init__(self, model, tokenizer, device: torch.device, name: str, *,
+                 engine: bool = True):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
         self.name = name
+        self.engine = engine
         self._initial: dict[str, torch.Tensor] | None = None
 
     @classmethod
@@ -142,7 +159,7 @@ class HFLM(LanguageModel):
                              self.model.state_dict().items()}
         model = copy.deepcopy(self.model)
         model.load_state_dict(self._initial)
-        out = HFLM(model, self.tokenizer, self.device, self.name)
+        out = HFLM(model, self.tokenizer, self.device, self.name, engine=self.engine)
         out._initial = self._initial
         return out
 
@@ -158,6 +175,24 @@ class HFLM(LanguageModel):
         """As :meth:`LanguageModel.generate`; ``logits_processors`` (transformers
         ``LogitsProcessor`` objects, e.g. a watermark) run after the model's own."""
         params.validate()
+        eos = self.tokenizer.eos_token_id
+        stop = params.stop_at_eos and params.num_beams == 1 and eos is not None
+        engine = engine_for(self.model) if self.engine else None
+        if engine is not None:
+            banned = [i for i in self.banned_ids if not (stop and i == eos)]
+            return engine.generate(prompts, params, seed=seed, banned_ids=banned,
+                                   stop_ids=[eos] if stop else (),
+                                   logits_processors=logits_processors or (),
+                                   progress=progress)
+        return self.hf_generate(prompts, params, seed=seed, progress=progress,
+                                logits_processors=logits_processors)
+
+    @torch.no_grad()
+    def hf_generate(self, prompts, params: GenParams, *, seed, progress=None,
+                    logits_processors=None):
+        """Generation through transformers' ``generate`` (the fallback; also the benchmark's
+        reference). Seeds torch's global generator."""
+        params.validate()
         if params.stop_at_eos and params.num_beams == 1:
             return self._generate_until_eos(prompts, params, seed=seed, progress=progress,
                                             logits_processors=logits_processors)
@@ -169,7 +204,7 @@ class HFLM(LanguageModel):
                   "repetition_penalty": params.repetition_penalty,
                   "pad_token_id": self.bos_id,
                   "bad_words_ids": [[i] for i in self.banned_ids]}
-        if params.num_beams == 1:
+        if params.num_beams == 1 and not params.greedy:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
                           top_k=params.top_k or None)
         else:
@@ -179,7 +214,7 @@ class HFLM(LanguageModel):
 
             kwargs["logits_processor"] = LogitsProcessorList(logits_processors)
         torch.manual_seed(seed)
-        for rows in _batches(prompts, bsz):
+        for rows in _same_length_batches(prompts, bsz):
             x = torch.tensor([list(prompts[i]) for i in rows], device=self.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 y = self.model.generate(input_ids=x, attention_mask=torch.ones_like(x), **kwargs)
@@ -196,10 +231,13 @@ class HFLM(LanguageModel):
         eos = self.tokenizer.eos_token_id
         banned = [[i] for i in self.banned_ids if i != eos]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        kwargs = {"max_new_tokens": params.max_new_tokens, "do_sample": True,
-                  "temperature": params.temperature, "top_p": params.top_p,
-                  "top_k": params.top_k or None, "eos_token_id": eos, "pad_token_id": pad,
-                  "repetition_penalty": params.repetition_penalty}
+        kwargs = {"max_new_tokens": params.max_new_tokens, "eos_token_id": eos,
+                  "pad_token_id": pad, "repetition_penalty": params.repetition_penalty}
+        if params.greedy:
+            kwargs["do_sample"] = False
+        else:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
+                          top_k=params.top_k or None)
         if banned:
             kwargs["bad_words_ids"] = banned
         if logits_processors:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthloop.models.decoding import generate_tokens
+from synthloop.models.engine import engine_for
 from synthloop.models.gpt import GPT, SIZES, GPTConfig
 from synthloop.models.params import GenParams, TrainParams
 from synthloop.models.tokenizer import BPETokenizer
@@ -193,8 +193,8 @@ class TinyLM(LanguageModel):
         return self.model
 
     def generate(self, prompts, params, *, seed, progress=None):
-        return generate_tokens(self.model, prompts, params, seed=seed,
-                               banned_ids=self.banned_ids, progress=progress)
+        return engine_for(self.model).generate(prompts, params, seed=seed,
+                                               banned_ids=self.banned_ids, progress=progress)
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file

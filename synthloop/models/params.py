@@ -51,6 +51,8 @@ class GenParams:
         stop_at_eos: end each continuation at the model's end-of-sequence token (then
             ``max_new_tokens`` is a cap). Off by default: the collapse protocol writes
             fixed-length continuations and bans EOS.
+        greedy: always take the most likely token (temperature, top-k and top-p are then
+            ignored, as in transformers with ``do_sample=False``).
     """
 
     max_new_tokens: int = 64
@@ -61,6 +63,7 @@ class GenParams:
     repetition_penalty: float = 1.0
     batch_size: int = 256
     stop_at_eos: bool = False
+    greedy: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,3 +81,5 @@ class GenParams:
             raise ConfigError("num_beams and batch_size must be ≥ 1, top_k ≥ 0")
         if self.repetition_penalty < 1:
             raise ConfigError("repetition_penalty must be ≥ 1")
+        if self.greedy and self.num_beams > 1:
+            raise ConfigError("greedy decoding and beam search exclude each other")
