@@ -1,4 +1,5 @@
-"""Decoding throughput: synthloop's KV-cache decoder vs Hugging Face ``generate``.
+"""Decoding throughput of synthloop's from-scratch GPT (the collapse lab's model) on the
+generation engine vs Hugging Face ``generate`` on a GPT-2 of the same shape.
 
 Both decode the same workload (B prompts of 64 tokens, 64 new tokens each, sampling at
 temperature 1 and 5-way beam search) with models of the same shape: synthloop's GPT and a
@@ -14,8 +15,8 @@ import argparse
 import time
 
 import torch
-from synthloop.models.decoding import generate_tokens
 
+from synthloop.models.engine import engine_for
 from synthloop.models.gpt import GPT, SIZES, GPTConfig
 from synthloop.models.params import GenParams
 
@@ -53,6 +54,7 @@ def main() -> None:
     cfg = GPTConfig(vocab_size=a.vocab, max_len=160, **SIZES[a.size])
     ours = GPT(cfg).to(dev).eval()
     hf = _hf_model(cfg).to(dev)
+    engine = engine_for(ours)
     print(f"model {a.size}: {ours.num_params():,} parameters (ours), "
           f"{sum(p.numel() for p in hf.parameters()):,} (HF GPT-2), device {dev}, "
           f"torch threads {torch.get_num_threads()}")
@@ -65,8 +67,8 @@ def main() -> None:
                 b = max(1, b // 4)  # beam search multiplies the rows
             prompts = torch.randint(1, a.vocab, (b, 64), device=dev)
             params = GenParams(max_new_tokens=new, num_beams=beams, batch_size=b * beams)
-            t_ours = _time(lambda p=prompts, q=params: generate_tokens(ours, p.tolist(), q,
-                                                                       seed=0), a.repeats)
+            t_ours = _time(lambda p=prompts, q=params, e=engine: e.generate(p.tolist(), q,
+                                                                            seed=0), a.repeats)
             kw = ({"do_sample": True, "temperature": 1.0, "top_k": 0} if beams == 1
                   else {"do_sample": False, "num_beams": beams})
 

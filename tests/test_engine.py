@@ -253,3 +253,18 @@ def test_unknown_architecture_is_left_to_transformers():
     m = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=1,
                                    n_head=2))
     assert engine_for(m) is None
+
+
+def test_static_shape_decode_path_equals_eager(llama):
+    """The CUDA-graph path's logic — batches padded to power-of-two buckets, windows rounded
+    up, padding rows parked on the scratch position — gives the eager path's tokens while
+    slots refill and drain (run eagerly on CPU; on a GPU the same steps are graph replays)."""
+    prompts = _prompts(11, seed=6)
+    limits = [3, 20, 7, 1, 15, 9, 20, 2, 11, 5, 18]
+    p = GenParams(max_new_tokens=20, greedy=True, batch_size=5)
+    eager = engine_for(llama).generate(prompts, p, max_new_tokens=limits)
+    graphed = GenerationEngine(Decoder.from_module(llama), use_graphs=True)
+    assert graphed.generate(prompts, p, max_new_tokens=limits) == eager
+    sampled = GenParams(max_new_tokens=20, temperature=0.8, batch_size=5)
+    assert graphed.generate(prompts, sampled, seed=2, max_new_tokens=limits) == \
+        engine_for(llama).generate(prompts, sampled, seed=2, max_new_tokens=limits)

@@ -58,7 +58,8 @@ class GenerationEngine:
 
     Args:
         decoder: the model's weights in the engine's layout.
-        use_graphs: capture the decode step as CUDA graphs (default: on CUDA devices).
+        use_graphs: capture the decode step as CUDA graphs (default: on CUDA devices). On a
+            CPU, ``True`` runs the same static-shape, bucketed steps eagerly (for tests).
         memory_fraction: share of free memory the KV cache may use.
         prefill_tokens: prompt tokens per prefill call.
     """
@@ -163,10 +164,14 @@ class GenerationEngine:
         dec = self.decoder
         out = torch.empty(len(seqs), dec.vocab, device=self.device, dtype=torch.float32)
         chunk = max(1, min(PREFILL_CHUNK, self.prefill_tokens))
-        rows_per_call = max(1, self.prefill_tokens // chunk)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        for s in range(0, len(order), rows_per_call):
-            group = order[s:s + rows_per_call]
+        groups: list[list[int]] = [[]]
+        for i in order:  # rows × padded chunk width stays within the token budget
+            width = min(chunk, len(seqs[i]))
+            if groups[-1] and (len(groups[-1]) + 1) * width > self.prefill_tokens:
+                groups.append([])
+            groups[-1].append(i)
+        for group in groups:
             longest = max(len(seqs[i]) for i in group)
             for c in range(0, longest, chunk):
                 live = [i for i in group if len(seqs[i]) > c]

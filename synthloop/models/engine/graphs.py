@@ -24,11 +24,22 @@ def _bucket(n: int, cap: int) -> int:
 
 
 class _Captured:
-    def __init__(self, batch: int, device: torch.device):
+    """Static input buffers and the graph that reads them. Off CUDA there is no graph: the
+    same static-shape step runs eagerly on the same buffers (what CPU tests exercise)."""
+
+    def __init__(self, batch: int, window: int, device: torch.device):
         self.tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.pos = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        self.graph = torch.cuda.CUDAGraph()
+        self.window = window
+        self.graph = torch.cuda.CUDAGraph() if device.type == "cuda" else None
         self.out: torch.Tensor | None = None
+
+    def replay(self, step) -> torch.Tensor:
+        if self.graph is None:
+            self.out = step(self.tok, self.pos, self.window)
+        else:
+            self.graph.replay()
+        return self.out
 
 
 class GraphedDecode:
@@ -43,12 +54,14 @@ class GraphedDecode:
         self.scratch = scratch
         self.max_window = max_window
         self.device = device
-        self.pool = torch.cuda.graph_pool_handle()
+        self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
         self.graphs: dict[tuple[int, int], _Captured] = {}
 
     def _capture(self, batch: int, window: int) -> _Captured:
-        c = _Captured(batch, self.device)
+        c = _Captured(batch, window, self.device)
         c.pos.fill_(self.scratch)
+        if c.graph is None:
+            return c
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm-up outside the graph (allocator, kernel choice)
@@ -71,5 +84,4 @@ class GraphedDecode:
         c.pos[:n].copy_(pos)
         if n < batch:
             c.pos[n:].fill_(self.scratch)
-        c.graph.replay()
-        return c.out[:n]
+        return c.replay(self.step)[:n]
