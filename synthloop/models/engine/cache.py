@@ -56,8 +56,8 @@ class StaticKVCache:
         self.k[:, dst, :, :upto] = self.k[:, src, :, :upto]
         self.v[:, dst, :, :upto] = self.v[:, src, :, :upto]
 
-    def reorder(self, n: int, index: torch.Tensor, upto: int) -> None:
-        """Slots ``0..n-1`` become slots ``index`` (beam search), over the first ``upto``
-        positions."""
-        self.k[:, :n, :, :upto] = self.k[:, index, :, :upto]
-        self.v[:, :n, :, :upto] = self.v[:, index, :, :upto]
+    def copy_rows(self, dst: torch.Tensor, src: torch.Tensor, lo: int, hi: int) -> None:
+        """Slots ``dst`` take slots ``src``'s positions ``lo..hi-1`` (beam search; sources
+        are read before any destination is written)."""
+        self.k[:, dst, :, lo:hi] = self.k[:, src, :, lo:hi]
+        self.v[:, dst, :, lo:hi] = self.v[:, src, :, lo:hi]

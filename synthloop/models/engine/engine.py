@@ -333,27 +333,52 @@ class _Run:
                 if toks is not None:
                     self.results[u.index] = u.out
                 else:
-                    best = u.index
-                    s0 = j * self.width
-                    self.results[best] = self.hist[s0, u.prompt_len:u.prompt_len + u.limit] \
-                        .tolist()
+                    # the highest score wins (first slot on a tie, as the sorted order would)
+                    best = j * self.width + int(self.scores[j].argmax())
+                    self.results[u.index] = \
+                        self.hist[best, u.prompt_len:u.prompt_len + u.limit].tolist()
         self._retire(done)
 
     def _beam_step(self, n: int, seen, history) -> torch.Tensor:
         """transformers' beam search step: log-softmax, processors, best ``width`` of
-        ``width × vocab`` per prompt; reorders the cache and histories; returns the tokens."""
+        ``width × vocab`` per prompt; moves the cache and histories; returns the tokens.
+
+        A new beam goes to its parent's slot when it is the parent's first child, so only
+        the other children copy a cache row, and only past the prompt (which every beam of a
+        prompt shares). Beams within a prompt therefore sit in no particular order; the best
+        one is found by score when the prompt finishes.
+        """
         k, v = self.width, self.vocab
         g = len(self.units)
         logp = self.pipe.adjust(self.logits.float().log_softmax(-1), seen, history)
         total = (self.scores[:, :, None] + logp.view(g, k, v)).view(g, k * v)
-        self.scores, flat = torch.topk(total, k, dim=-1)
-        src = ((torch.arange(g, device=self.dev) * k)[:, None] + flat // v).view(-1)
-        upto = max(u.length for u in self.units)
-        self.cache.reorder(n, src, upto)
-        if self.seen is not None:
-            self.seen[:n] = self.seen[src]
-        self.hist[:n, :upto] = self.hist[src, :upto]
-        return (flat % v).view(-1)
+        top, flat = torch.topk(total, k, dim=-1)
+        parents = (flat // v).tolist()
+        place = []  # place[u][j]: the slot (within the prompt's k) of the j-th best new beam
+        for par in parents:
+            slot_of = [-1] * k
+            taken = [False] * k
+            for j, p in enumerate(par):
+                if not taken[p]:
+                    slot_of[j], taken[p] = p, True
+            free = iter(i for i in range(k) if not taken[i])
+            place.append([s if s >= 0 else next(free) for s in slot_of])
+        perm = torch.tensor(place, device=self.dev)            # [g, k]
+        inv = torch.argsort(perm, dim=-1)                      # slot -> rank
+        self.scores = top.gather(1, inv)
+        tok = (flat % v).gather(1, inv).view(-1)
+        base = torch.arange(g, device=self.dev)[:, None] * k
+        src = (base + (flat // v).gather(1, inv)).view(-1)     # parent slot of each slot
+        moved = (src != torch.arange(n, device=self.dev)).nonzero().flatten()
+        if moved.numel():
+            dst, frm = moved, src[moved]
+            lo = min(u.prompt_len for u in self.units)
+            upto = max(u.length for u in self.units)
+            self.cache.copy_rows(dst, frm, lo, upto)
+            if self.seen is not None:
+                self.seen[dst] = self.seen[frm]
+            self.hist[dst, lo:upto] = self.hist[frm, lo:upto]
+        return tok
 
     def loop(self) -> list[list[int]]:
         queue = deque(range(len(self.prompts)))
