@@ -10,8 +10,9 @@ temperature 1, and 5-way beam search. Prints new tokens/s for both and the ratio
     python benchmarks/bench_generation.py --dtype bfloat16      # both sides in bfloat16
     python benchmarks/bench_generation.py --device cuda --batches 64,256 --dtype bfloat16
 
-``--ours-dtype`` runs the engine in another dtype than HF (e.g. the engine's bfloat16 default
-on a CPU with native bf16 against HF's float32 default); the line says so.
+``--ours-dtype`` runs the engine in another dtype than HF (e.g. the engine in bfloat16 —
+``engine_for(model, dtype=torch.bfloat16)`` — against transformers' float32 default); the
+header line says which.
 """
 
 from __future__ import annotations
@@ -77,9 +78,7 @@ def main() -> None:
     a = ap.parse_args()
     dev = torch.device(a.device)
     hf = build(a.shape, DTYPES[a.dtype], dev)
-    ours_model = hf if a.ours_dtype in (None, a.dtype) else \
-        build(a.shape, DTYPES[a.ours_dtype], dev)
-    engine = engine_for(ours_model)
+    engine = engine_for(hf, dtype=DTYPES[a.ours_dtype or a.dtype])
     ours_dtype = str(engine.decoder.dtype).replace("torch.", "")
     n_par = sum(p.numel() for p in hf.parameters())
     print(f"{a.shape}: {n_par / 1e6:.1f}M parameters; device {dev}"

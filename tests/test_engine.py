@@ -268,3 +268,22 @@ def test_static_shape_decode_path_equals_eager(llama):
     sampled = GenParams(max_new_tokens=20, temperature=0.8, batch_size=5)
     assert graphed.generate(prompts, sampled, seed=2, max_new_tokens=limits) == \
         engine_for(llama).generate(prompts, sampled, seed=2, max_new_tokens=limits)
+
+
+def test_bfloat16_engine_is_cached_beside_the_model_dtype_one(llama):
+    from synthloop.models.engine.cache import StaticKVCache
+
+    f32, bf16 = engine_for(llama), engine_for(llama, dtype=torch.bfloat16)
+    assert f32.decoder.dtype == torch.float32 and bf16.decoder.dtype == torch.bfloat16
+    assert engine_for(llama, dtype=torch.bfloat16) is bf16 and engine_for(llama) is f32
+    x = torch.tensor(_prompts(2, lo=16, hi=17))
+    pos = torch.arange(16).expand(2, 16)
+    logits = []
+    for dec in (f32.decoder, bf16.decoder):
+        cache = StaticKVCache(dec.n_layer, 2, dec.n_kv_head, 16, dec.head_dim, dec.device,
+                              torch.float32)
+        with torch.no_grad():
+            logits.append(dec.forward(x, pos, cache, None, 16).float())
+    assert torch.allclose(logits[0], logits[1], atol=0.05)
+    out = bf16.generate(_prompts(3), GenParams(max_new_tokens=5, greedy=True))
+    assert [len(o) for o in out] == [5, 5, 5]

@@ -84,4 +84,5 @@ class GraphedDecode:
         c.pos[:n].copy_(pos)
         if n < batch:
             c.pos[n:].fill_(self.scratch)
-        return c.replay(self.step)[:n]
+        # a copy: the next replay overwrites the graph's static output
+        return c.replay(self.step)[:n].clone()
