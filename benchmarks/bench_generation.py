@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--beams", type=int, default=5, help="0 skips beam search")
     ap.add_argument("--dtype", default="float32", choices=list(DTYPES))
     ap.add_argument("--ours-dtype", default=None, choices=list(DTYPES))
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2, help="best of")
     ap.add_argument("--json", default=None, help="also write the rows here")
     a = ap.parse_args()
     dev = torch.device(a.device)
@@ -95,8 +95,9 @@ def main() -> None:
             prompts = torch.randint(1, vocab, (b, a.prompt), generator=g)
             params = GenParams(max_new_tokens=a.new, num_beams=beams, batch_size=b * beams)
             plist = prompts.tolist()
-            warm = GenParams(max_new_tokens=2, num_beams=beams, batch_size=2 * beams)
-            engine.generate(plist[:2], warm, seed=0, banned_ids=[0])
+            # warm-up at the timed shapes (allocator, oneDNN kernels for this batch)
+            warm = GenParams(max_new_tokens=4, num_beams=beams, batch_size=b * beams)
+            engine.generate(plist, warm, seed=0, banned_ids=[0])
             t_ours = timed(lambda p=plist, q=params: engine.generate(p, q, seed=0,
                                                                      banned_ids=[0]),
                            dev, a.repeats)
@@ -110,7 +111,7 @@ def main() -> None:
                                 max_new_tokens=n, min_new_tokens=n, pad_token_id=0,
                                 bad_words_ids=[[0]], **kw)
 
-            hf_run(x[:2], n=2)
+            hf_run(x, n=4)
             t_hf = timed(hf_run, dev, a.repeats)
             tok = b * a.new
             row = {"mode": mode, "batch": b, "ours_tok_s": tok / t_ours,

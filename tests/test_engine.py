@@ -287,3 +287,12 @@ def test_bfloat16_engine_is_cached_beside_the_model_dtype_one(llama):
     assert torch.allclose(logits[0], logits[1], atol=0.05)
     out = bf16.generate(_prompts(3), GenParams(max_new_tokens=5, greedy=True))
     assert [len(o) for o in out] == [5, 5, 5]
+
+
+def test_length_dependent_rope_is_left_to_transformers():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1,
+                      rope_scaling={"rope_type": "dynamic", "factor": 2.0})
+    assert engine_for(LlamaForCausalLM(cfg)) is None

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2")
+#: RoPE variants whose frequencies depend on the current length (the engine's table is fixed).
+STATIC_ROPE_UNSUPPORTED = ("dynamic", "longrope")
 
 
 def cpu_packing_available() -> bool:
@@ -129,6 +131,9 @@ class Decoder:
         if getattr(cfg, "use_sliding_window", False) or (
                 cfg.model_type == "mistral" and getattr(cfg, "sliding_window", None)):
             return False
+        rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+        if rope.get("rope_type", rope.get("type", "default")) in STATIC_ROPE_UNSUPPORTED:
+            return False  # frequencies that change with the sequence length
         act = getattr(cfg, "hidden_act", "silu")
         return act == "silu" and hasattr(getattr(module, "model", None), "rotary_emb")
 
