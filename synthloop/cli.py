@@ -507,6 +507,9 @@ def generate(
     key_file: Annotated[Path | None, typer.Option(help="Watermark key file.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="Decode a local model in auto (its own dtype; "
+                                            "bfloat16 on CUDA), float32 or bfloat16.")
+                     ] = "auto",
     run_dir: Annotated[Path | None, typer.Option(help="Checkpoint folder [OUT.run].")] = None,
 ) -> None:
     """Generate synthetic records (text from prompts or a taxonomy, or table rows), with full
@@ -528,7 +531,7 @@ def generate(
         result = generate_dataset(model, n=n, out=out, prompts=prompts, taxonomy=taxonomy,
                                   table=table, run_dir=run_dir, base_url=base_url,
                                   api_key_env=api_key_env, sampling=sampling, template=template,
-                                  chat=chat, seed=seed, device=device,
+                                  chat=chat, seed=seed, device=device, dtype=dtype,
                                   privacy_filter=privacy_filter, progress=progress,
                                   watermark=watermark, key_file=key_file)
     _print_run(result)

@@ -236,6 +236,16 @@ def test_generate_cli_with_prompts_and_table(tiny_model, tmp_path):
     assert len(rows) == 7 and all(x["origin"] == "synthetic" for x in rows)
     assert [x["prompt"] for x in rows[:4]] == ["Tell me about cats.", "Tell me about tea.",
                                                "Tell me about rain.", "Tell me about cats."]
+    assert "dtype" not in json.loads(rows[0]["generator"])["decoding"]
+    # bfloat16 decoding: a different dtype may change tokens, so provenance records it
+    out16 = tmp_path / "gen16.jsonl"
+    r = runner.invoke(app, ["generate", "--model", str(tiny_model), "--prompts", str(prompts),
+                            "--n", "3", "--out", str(out16), "--max-new-tokens", "8",
+                            "--dtype", "bfloat16"])
+    assert r.exit_code == 0, r.output
+    rows16 = [json.loads(x) for x in out16.read_text().splitlines()]
+    assert len(rows16) == 3
+    assert json.loads(rows16[0]["generator"])["decoding"]["dtype"] == "bfloat16"
     tab = tmp_path / "t.parquet"
     r = runner.invoke(app, ["generate", "--model", "gaussian-copula", "--table",
                             str(EXAMPLES / "data" / "penguins.csv"), "--n", "50",
@@ -249,6 +259,7 @@ def test_generate_cli_with_prompts_and_table(tiny_model, tmp_path):
     ([], "give exactly one of --prompts, --taxonomy and --table"),
     (["--table", "x.csv", "--taxonomy", "t"], "give exactly one"),
     (["--temperature", "0", "--prompts", "p.jsonl"], "greater than 0"),
+    (["--dtype", "float16", "--prompts", "p.jsonl"], "--dtype must be auto, float32 or"),
 ])
 def test_generate_cli_bad_input(tmp_path, args, message):
     r = runner.invoke(app, ["generate", "--model", "smollm2-135m", "--n", "3", "--out",

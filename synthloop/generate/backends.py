@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,8 +70,9 @@ class LocalBackend(TextBackend):
     """A local :class:`~synthloop.models.lm.LanguageModel` (embedded SmolLM2, an HF folder,
     a synthloop model)."""
 
-    def __init__(self, lm) -> None:
+    def __init__(self, lm, dtype: str = "auto") -> None:
         self.lm = lm
+        self.dtype = dtype
         self._sha: str | None = None
 
     def identity(self) -> tuple[str, str]:
@@ -109,6 +111,10 @@ class LocalBackend(TextBackend):
                            temperature=sampling.temperature, top_p=sampling.top_p,
                            top_k=sampling.top_k, repetition_penalty=sampling.repetition_penalty,
                            batch_size=sampling.batch_size, stop_at_eos=True)
+        if self.dtype != "auto":
+            import torch
+
+            extra["dtype"] = getattr(torch, self.dtype)
         new = self.lm.generate([ids[i] for i in ok], params, seed=seed, progress=progress,
                                **extra)
         for i, toks, text in zip(ok, new, self.lm.decode(new), strict=True):
@@ -264,13 +270,16 @@ class BackendSpec(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
     device: str = "cpu"
+    #: dtype a local model decodes in: ``auto`` (the model's own on CPU, bfloat16 on CUDA),
+    #: ``float32`` or ``bfloat16`` (on a CPU with native bf16, ~1.35× faster for SmolLM2).
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     concurrency: int = Field(8, ge=1, le=1024)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0, le=50)
     requests_per_second: float | None = Field(None, gt=0)
 
     def cache_key(self) -> tuple:
-        return ("backend", self.model, self.base_url, self.device)
+        return ("backend", self.model, self.base_url, self.device, self.dtype)
 
     def build(self) -> TextBackend:
         if self.base_url:
@@ -286,7 +295,7 @@ class BackendSpec(BaseModel):
                                  requests_per_second=self.requests_per_second)
         from synthloop.models.registry import load_lm
 
-        return LocalBackend(load_lm(self.model, device=self.device))
+        return LocalBackend(load_lm(self.model, device=self.device), dtype=self.dtype)
 
 
 def template_sha256(template: str) -> str:

@@ -35,7 +35,8 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
                      run_dir: str | Path | None = None, base_url: str | None = None,
                      api_key_env: str | None = None, sampling: Sampling | None = None,
                      template: str | None = None, chat: bool = True, seed: int = 0,
-                     device: str = "cpu", privacy_filter: bool = False, shard_size: int = 32,
+                     device: str = "cpu", dtype: str = "auto", privacy_filter: bool = False,
+                     shard_size: int = 32,
                      progress: Progress | None = None, watermark: bool = False,
                      key_file: str | Path | None = None) -> RunResult:
     """Generate ``n`` records with ``model`` from prompts, a taxonomy or a real table.
@@ -43,7 +44,8 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
     ``out`` ending in ``.parquet``/``.jsonl`` gets one file; anything else becomes a folder of
     Parquet shards. The run's checkpoints live in ``run_dir`` (default ``OUT.run``): rerun
     the same command after an interruption to resume. ``watermark`` marks prompted text
-    (key from ``SYNTHLOOP_WATERMARK_KEY`` or ``key_file``).
+    (key from ``SYNTHLOOP_WATERMARK_KEY`` or ``key_file``). ``dtype`` (``auto``, ``float32``,
+    ``bfloat16``) is what a local model decodes in.
     """
     if watermark and prompts is None:
         raise ConfigError("--watermark applies to --prompts generation")
@@ -52,12 +54,14 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
         raise ConfigError("give exactly one of --prompts, --taxonomy and --table")
     if n < 1:
         raise ConfigError(f"--n must be ≥ 1, got {n}")
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"--dtype must be auto, float32 or bfloat16, got '{dtype}'")
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else out.with_name(out.name + ".run")
     run_dir.mkdir(parents=True, exist_ok=True)
     sampling = sampling or Sampling()
     backend = BackendSpec(model=model, base_url=base_url, api_key_env=api_key_env,
-                          device=device).model_dump()
+                          device=device, dtype=dtype).model_dump()
     cfg: dict = {"name": "generate", "seed": seed, "shard_size": shard_size}
     if prompts is not None:
         path, tpl = _prompt_input(Path(prompts), n, run_dir, template)

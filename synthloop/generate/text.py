@@ -53,7 +53,7 @@ def _backend(spec: BackendSpec, ctx: StepContext):
 
     # one loaded model per process, shared with scorers (perplexity) naming the same model
     lm = shared_lm(spec.model, spec.device, ctx)
-    return ctx.resources.get(spec.cache_key(), lambda: LocalBackend(lm))
+    return ctx.resources.get(spec.cache_key(), lambda: LocalBackend(lm, dtype=spec.dtype))
 
 
 def shared_lm(model: str, device: str, ctx: StepContext):
@@ -100,6 +100,8 @@ def _generator(spec: BackendSpec, sampling: Sampling, ctx: StepContext, template
                chat: bool) -> Generator:
     model, sha = _backend(spec, ctx).identity()
     decoding = {**sampling.model_dump(exclude={"batch_size"}), "chat": chat}
+    if spec.dtype != "auto" and not spec.base_url:
+        decoding["dtype"] = spec.dtype  # changes the tokens, so provenance says it
     return Generator(model, sha, decoding, ctx.seed, template_sha256(template))
 
 

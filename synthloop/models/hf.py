@@ -171,13 +171,14 @@ class HFLM(LanguageModel):
 
     @torch.no_grad()
     def generate(self, prompts, params: GenParams, *, seed, progress=None,
-                 logits_processors=None):
+                 logits_processors=None, dtype: torch.dtype | None = None):
         """As :meth:`LanguageModel.generate`; ``logits_processors`` (transformers
-        ``LogitsProcessor`` objects, e.g. a watermark) run after the model's own."""
+        ``LogitsProcessor`` objects, e.g. a watermark) run after the model's own; ``dtype``
+        decodes in another dtype than the model's (see :func:`engine_for`)."""
         params.validate()
         eos = self.tokenizer.eos_token_id
         stop = params.stop_at_eos and params.num_beams == 1 and eos is not None
-        engine = engine_for(self.model) if self.engine else None
+        engine = engine_for(self.model, dtype=dtype) if self.engine else None
         if engine is not None:
             banned = [i for i in self.banned_ids if not (stop and i == eos)]
             return engine.generate(prompts, params, seed=seed, banned_ids=banned,

@@ -192,9 +192,11 @@ class TinyLM(LanguageModel):
     def _module(self) -> torch.nn.Module:
         return self.model
 
-    def generate(self, prompts, params, *, seed, progress=None):
-        return engine_for(self.model).generate(prompts, params, seed=seed,
-                                               banned_ids=self.banned_ids, progress=progress)
+    def generate(self, prompts, params, *, seed, progress=None, logits_processors=None,
+                 dtype: torch.dtype | None = None):
+        return engine_for(self.model, dtype=dtype).generate(
+            prompts, params, seed=seed, banned_ids=self.banned_ids, progress=progress,
+            logits_processors=logits_processors or ())
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
