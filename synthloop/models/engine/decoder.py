@@ -315,5 +315,7 @@ class Decoder:
         # query heads of one key/value head share a matmul instead of copying the keys.
         s = torch.baddbmm(bias, q.reshape(n * hk, g, d),
                           keys.reshape(n * hk, w, d).transpose(1, 2), alpha=scale)
-        a = torch.bmm(s.softmax(-1), vals.reshape(n * hk, w, d))
+        # softmax in float32 even for a bfloat16 cache (a no-op cast in float32)
+        a = torch.bmm(s.softmax(-1, dtype=torch.float32).to(vals.dtype),
+                      vals.reshape(n * hk, w, d))
         return a.view(n, 1, hq, d)
