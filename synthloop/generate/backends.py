@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthloop.errors import ConfigError
 from synthloop.models.params import GenParams
 
+#: What a local model may decode in (``auto``: its own dtype on CPU, bfloat16 on CUDA).
+DecodeDtype = Literal["auto", "float32", "bfloat16"]
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -272,7 +275,7 @@ class BackendSpec(BaseModel):
     device: str = "cpu"
     #: dtype a local model decodes in: ``auto`` (the model's own on CPU, bfloat16 on CUDA),
     #: ``float32`` or ``bfloat16`` (on a CPU with native bf16, ~1.35× faster for SmolLM2).
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    dtype: DecodeDtype = "auto"
     concurrency: int = Field(8, ge=1, le=1024)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0, le=50)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
+from typing import get_args
 
 import pyarrow as pa
 
 from synthloop.errors import ConfigError
-from synthloop.generate.backends import BackendSpec, Sampling
+from synthloop.generate.backends import BackendSpec, DecodeDtype, Sampling
 from synthloop.pipeline.config import PipelineConfig, build_steps
 from synthloop.pipeline.runner import RunResult, run_pipeline
 from synthloop.progress import Progress
@@ -54,8 +55,9 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
         raise ConfigError("give exactly one of --prompts, --taxonomy and --table")
     if n < 1:
         raise ConfigError(f"--n must be ≥ 1, got {n}")
-    if dtype not in ("auto", "float32", "bfloat16"):
-        raise ConfigError(f"--dtype must be auto, float32 or bfloat16, got '{dtype}'")
+    if dtype not in get_args(DecodeDtype):
+        raise ConfigError(f"--dtype must be {', '.join(get_args(DecodeDtype)[:-1])} or "
+                          f"{get_args(DecodeDtype)[-1]}, got '{dtype}'")
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else out.with_name(out.name + ".run")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,7 @@ class LogitsPipeline:
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
         self.vocab = vocab
         self.banned = sorted({int(i) for i in banned_ids if 0 <= int(i) < vocab})
+        self._banned_index: torch.Tensor | None = None  # built once, on the scores' device
         self.penalty = repetition_penalty
         self.processors = list(processors)
         self.temperature = temperature
@@ -120,7 +121,9 @@ class LogitsPipeline:
         if seen is not None:
             scores = penalise_repeats(scores, seen, self.penalty)
         if self.banned:
-            scores[:, self.banned] = float("-inf")
+            if self._banned_index is None or self._banned_index.device != scores.device:
+                self._banned_index = torch.tensor(self.banned, device=scores.device)
+            scores[:, self._banned_index] = float("-inf")
         if self.processors:
             ids = history() if history is not None else None
             for proc in self.processors:
