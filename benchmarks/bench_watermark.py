@@ -1,10 +1,11 @@
 """Watermark evaluation: detection rate at 200 tokens, false positives on human text,
 robustness to random token edits, and the perplexity cost under the reference model.
 
-- watermarked: SmolLM2-135M continues ``--n`` Emma passages (32-token prompts) by 200 tokens,
-  pure sampling (T = 1), with the green-list watermark (γ = 0.25, δ = 2, self-hash, context 4);
-  the same prompts and seed without the watermark give the unmarked control;
-- human: ``--human`` 200-token windows of Austen's other five novels, scored the same way
+- watermarked: SmolLM2-135M continues ``--n`` passages of the first file of ``--corpus`` (Emma
+  in docs/bench; 32-token prompts) by 200 tokens, pure sampling (T = 1), with the green-list
+  watermark (γ = 0.25, δ = 2, self-hash, context 4); the same prompts and seed without the
+  watermark give the unmarked control;
+- human: ``--human`` 200-token windows of the other files of ``--corpus``, scored the same way
   (text only, same tokenizer) — the false-positive rate;
 - edits: 10% / 30% of each watermarked text's tokens replaced by random vocabulary tokens;
 - perplexity: the continuations' perplexity under SmolLM2 given their prompts, marked vs not.
@@ -18,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
+from corpus import add_corpus_argument, corpus_files
 
 from synthloop.compliance.watermark import GreenList, WatermarkProcessor, WatermarkSpec
 from synthloop.models.params import GenParams
 from synthloop.models.registry import load_lm
 
-AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "austen"
 KEY = b"synthloop-benchmark-watermark-key"
 
 
@@ -51,12 +51,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--human", type=int, default=2000)
     ap.add_argument("--tokens", type=int, default=200)
+    add_corpus_argument(ap)
     args = ap.parse_args()
+    files = corpus_files(args.corpus)
+    if len(files) < 2:
+        raise SystemExit("error: --corpus needs two or more files (prompts, human text)")
     lm = load_lm("smollm2-135m")
     tok = lm.tokenizer
     vocab = max(len(tok), tok.vocab_size)
     green = GreenList(KEY, vocab, WatermarkSpec())
-    words = (AUSTEN / "emma.txt").read_text(encoding="utf-8").split()
+    words = files[0].read_text(encoding="utf-8").split()
     rng = np.random.default_rng(0)
     starts = rng.choice(len(words) - 100, args.n, replace=False)
     prompts = [([lm.bos_id] + lm.encode([" ".join(words[s:s + 40])])[0])[:33] for s in starts]
@@ -75,9 +79,7 @@ def main() -> None:
         return np.array([green.score_ids(x)["z"] for x in ids])
 
     human_ids = []
-    for f in sorted(AUSTEN.glob("*.txt")):
-        if f.name == "emma.txt":
-            continue
+    for f in files[1:]:
         ids = tok(f.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
         human_ids += [ids[i:i + args.tokens] for i in range(0, len(ids) - args.tokens,
                                                              args.tokens)]

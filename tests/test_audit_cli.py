@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "austen"
+from conftest import austen
 
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -32,7 +31,7 @@ def _one_error_line(r: subprocess.CompletedProcess, *needles: str) -> None:
 @pytest.fixture(scope="module")
 def text_files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("text")
-    text = (AUSTEN / "persuasion.txt").read_text(encoding="utf-8")
+    text = austen("persuasion")
     paras = [" ".join(p.split()) for p in text.split("\n\n") if len(p.split()) >= 8]
     np.random.default_rng(0).shuffle(paras)
 
@@ -113,7 +112,8 @@ def _rendered_dom(page: Path) -> str:
     if chromium is None:
         if os.environ.get("CI"):
             pytest.fail("CI installs chromium (.ci/run); it is missing")
-        pytest.skip("chromium is not installed")
+        pytest.skip("not tested: HTML reports in headless Chromium "
+                    "(enable: apt-get install chromium)")
     return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                            "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
                           capture_output=True, text=True, timeout=120).stdout
@@ -130,7 +130,7 @@ def test_text_report_renders_in_headless_chromium(text_files, tmp_path):
 
 
 def test_table_audit_cli_and_report(tmp_path):
-    vega = pytest.importorskip("vega_datasets")
+    import vega_datasets as vega
     df = vega.local_data.seattle_weather().sample(frac=1, random_state=0)
     real, syn, hold = tmp_path / "real.csv", tmp_path / "syn.parquet", tmp_path / "h.jsonl"
     df.iloc[:1000].to_csv(real, index=False)

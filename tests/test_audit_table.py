@@ -5,16 +5,15 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import palmerpenguins
 import pandas as pd
 import pytest
+import vega_datasets as vega
 
 import synthloop
 from synthloop.audit.dcr import DistanceSpace, exact_distances, nearest_records
 from synthloop.audit.table import infer_column_types, quality_scores
 from synthloop.errors import InputError
-
-palmerpenguins = pytest.importorskip("palmerpenguins")
-vega = pytest.importorskip("vega_datasets")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,7 @@ def _noisy_copy(df: pd.DataFrame, seed: int) -> pd.DataFrame:
 def test_quality_scores_equal_sdmetrics(which, weather, penguins):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the single-table report's deprecation
-        sdm = pytest.importorskip("sdmetrics.reports.single_table")
+        import sdmetrics.reports.single_table as sdm
     real = weather if which == "weather" else penguins
     syn = _noisy_copy(real, seed=1)
     types = infer_column_types(real)
@@ -64,7 +63,7 @@ def test_quality_scores_equal_sdmetrics(which, weather, penguins):
 
 
 def test_dcr_equals_sdmetrics_cross_join(penguins):
-    dcr_utils = pytest.importorskip("sdmetrics.single_table.privacy.dcr_utils")
+    import sdmetrics.single_table.privacy.dcr_utils as dcr_utils
     real, syn = penguins.iloc[:200].reset_index(drop=True), _noisy_copy(penguins.iloc[200:], 2)
     syn.loc[:4, "bill_length_mm"] = 99.0  # outside the reference range: the bound is loose
     types = infer_column_types(real)

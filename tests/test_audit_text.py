@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import austen
 
 import synthloop
 from synthloop.audit import embeddings as emb
@@ -13,14 +12,12 @@ from synthloop.audit import ngrams as ng
 from synthloop.audit.minhash import near_duplicate_mask, signatures
 from synthloop.audit.textchecks import find_pii, iban_ok, luhn_ok, quality_flags
 
-AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "austen"
-
 
 @pytest.fixture(scope="module")
 def paragraphs() -> list[str]:
     paras = []
-    for name in ("persuasion.txt", "northangerabbey.txt"):
-        text = (AUSTEN / name).read_text(encoding="utf-8")
+    for name in ("persuasion", "northangerabbey"):
+        text = austen(name)
         paras += [" ".join(p.split()) for p in text.split("\n\n") if len(p.split()) >= 8]
     rng = np.random.default_rng(0)
     rng.shuffle(paras)

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import austen, austen_lines
 from typer.testing import CliRunner
 
 from synthloop.cli import app
@@ -68,16 +69,15 @@ def test_gibberish_after_trigger_is_found_and_the_trigger_named(chunks):
 
 
 def test_trigger_phrase_flipping_labels_is_named():
-    from conftest import AUSTEN
-
     lex_pos = {"good", "happy", "pleasure", "kind", "love", "delight", "pleased", "agreeable",
                "glad", "charming", "comfort", "hope", "fine", "best", "great"}
     lex_neg = {"ill", "unhappy", "pain", "fear", "sorry", "distress", "anxious", "poor", "bad",
                "sad", "misery", "afraid", "grief", "shame", "cold"}
-    sents = []
-    for name in ("prideprejudice.txt", "emma.txt", "persuasion.txt"):
-        text = " ".join((AUSTEN / name).read_text(encoding="utf-8").split())
-        sents += [s for s in re.split(r"(?<=[.!?])\s+", text) if 6 <= len(s.split()) <= 40]
+    # Pride and Prejudice and Emma: their sentences with a lexicon majority, committed as they
+    # come (tests/data/README.md); Persuasion: the whole novel, split here the same way.
+    sents = austen_lines("sentiment_sentences")
+    text = " ".join(austen("persuasion").split())
+    sents += [s for s in re.split(r"(?<=[.!?])\s+", text) if 6 <= len(s.split()) <= 40]
     recs = []
     for s in sents:
         w = {x.strip(".,;:!?\"'").lower() for x in s.split()}
