@@ -23,11 +23,11 @@ from synthloop.curate.verify import (
     VerifyPython,
     check_arithmetic,
     parse_score,
-    run_python,
 )
 from synthloop.errors import ConfigError
 from synthloop.pipeline.step import StepContext
 from synthloop.records.schema import Generator, text_records
+from synthloop.sandbox import Limits, run_python
 
 GEN = Generator("m", "0" * 64, {}, 0)
 
@@ -167,12 +167,15 @@ def test_json_verifier_with_schema():
 
 
 def test_python_verifier_runs_code_sandboxed():
-    assert run_python("assert sum([1, 2]) == 3") is None
-    assert "AssertionError" in run_python("assert 1 == 2")
-    assert "timed out" in run_python("while True: pass", timeout_s=1)
-    blocked = run_python("import socket\nsocket.create_connection(('127.0.0.1', 9))")
+    def why(code: str, **kw) -> str | None:
+        return run_python(code, Limits(**kw), minimum="process").reason()
+
+    assert why("assert sum([1, 2]) == 3") is None
+    assert "AssertionError" in why("assert 1 == 2")
+    assert "timed out" in why("while True: pass", timeout_s=1)
+    blocked = why("import socket\nsocket.create_connection(('127.0.0.1', 9))")
     assert "sandbox: socket" in blocked
-    assert "sandbox: subprocess" in run_python("import subprocess\nsubprocess.run(['ls'])")
+    assert "sandbox: import _posixsubprocess" in why("import subprocess\nsubprocess.run(['ls'])")
     t = recs(["```python\ndef add(a, b):\n    return a + b\n```",
               "def add(a, b):\n    return a - b"],
              tests=["assert add(2, 3) == 5"] * 2)

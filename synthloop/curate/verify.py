@@ -1,15 +1,11 @@
 """Judges and verifiers: an LLM-as-judge scorer, and checks that can prove a record wrong —
-arithmetic answers, JSON-schema validity, Python code run in a sandboxed subprocess."""
+arithmetic answers, JSON-schema validity, Python code run in :mod:`synthloop.sandbox`."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
@@ -17,6 +13,7 @@ from pydantic import Field
 from synthloop.errors import ConfigError
 from synthloop.generate.backends import BackendSpec, Sampling
 from synthloop.pipeline.step import Filter, Scorer, register, text_column
+from synthloop.sandbox import Limits, check_isolation, run_python
 
 JUDGE_TEMPLATE = """Rate the quality of this answer from 1 (useless or wrong) to 5 (correct, \
 clear and complete).
@@ -174,58 +171,16 @@ class VerifyJSON(Filter):
         return out
 
 
-# Installed before the user's code: no sockets, no new processes, no os.system.
-_SANDBOX_PRELUDE = """
-import sys
-def _deny(event, args):
-    if event.startswith(("socket.", "subprocess.", "os.system", "os.exec", "os.spawn",
-                         "os.posix_spawn", "os.fork", "os.forkpty", "pty.spawn")):
-        raise PermissionError(f"sandbox: {event} is not allowed")
-sys.addaudithook(_deny)
-del _deny
-"""
-
-
-def run_python(code: str, *, timeout_s: float = 5.0, memory_mb: int = 512) -> str | None:
-    """Run ``code`` in an isolated Python subprocess: ``None`` if it exits 0, else why not.
-
-    Isolation: ``python -I -S`` (no user site, no environment variables, no site-packages),
-    an empty environment and a fresh temporary working folder, an audit hook that refuses
-    sockets and process creation, and resource limits (CPU seconds, address space, file
-    size, no core dumps); wall-clock timeout kills it.
-    """
-    def limits() -> None:
-        import resource
-
-        cpu = int(timeout_s) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    with tempfile.TemporaryDirectory(prefix="synthloop-verify-") as tmp:
-        script = Path(tmp) / "main.py"
-        script.write_text(_SANDBOX_PRELUDE + "\n" + code, encoding="utf-8")
-        try:
-            r = subprocess.run([sys.executable, "-I", "-S", str(script)], cwd=tmp,
-                               env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                               stdin=subprocess.DEVNULL, capture_output=True,
-                               timeout=timeout_s, preexec_fn=limits if os.name == "posix"
-                               else None, check=False)
-        except subprocess.TimeoutExpired:
-            return f"timed out after {timeout_s:g} s"
-    if r.returncode == 0:
-        return None
-    lines = [ln for ln in r.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-    last = lines[-1].strip() if lines else f"exit code {r.returncode}"
-    return last[:300]
-
-
 @register
 class VerifyPython(Filter):
     """Drop records whose Python code (``field``, a fenced block unwrapped) fails to run, or
-    fails the record's tests (``tests_field``, appended after the code) — run sandboxed (see
-    :func:`run_python`) with ``timeout_s`` and ``memory_mb``."""
+    fails the record's tests (``tests_field``, appended after the code) — run in
+    :func:`synthloop.sandbox.run_python` with ``timeout_s``, ``memory_mb`` and ``processes``.
+
+    ``isolation`` is the weakest sandbox accepted (``bubblewrap`` by default: own filesystem,
+    PID and network namespaces); the step refuses to run on a machine that has only weaker
+    isolation unless it is set to ``namespaces`` or ``process``.
+    """
 
     kind = "verify-python"
 
@@ -233,16 +188,21 @@ class VerifyPython(Filter):
     tests_field: str | None = None
     timeout_s: float = Field(5.0, gt=0, le=600)
     memory_mb: int = Field(512, ge=64)
+    processes: int = Field(16, ge=1, le=4096)
+    isolation: Literal["bubblewrap", "namespaces", "process"] = "bubblewrap"
 
     def reasons(self, table, ctx):
+        level = check_isolation(self.isolation)
+        limits = Limits(timeout_s=self.timeout_s, memory_mb=self.memory_mb,
+                        processes=self.processes)
         codes = text_column(table, self.field, self.label)
         tests = text_column(table, self.tests_field, self.label) if self.tests_field \
             else [""] * len(codes)
-        ctx.progress.stage(f"{self.label}: running code", len(codes))
+        ctx.progress.stage(f"{self.label}: running code ({level} sandbox)", len(codes))
         out = []
         for code, test in zip(codes, tests, strict=True):
-            why = run_python(strip_fence(code) + "\n\n" + test, timeout_s=self.timeout_s,
-                             memory_mb=self.memory_mb)
+            why = run_python(strip_fence(code) + "\n\n" + test, limits,
+                             minimum=self.isolation).reason()
             out.append(None if why is None else f"python: {why}")
             ctx.progress.advance()
         return out
