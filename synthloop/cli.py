@@ -595,14 +595,17 @@ def poison_scan(
     from synthloop.records.io import read_records, write_parquet, write_text_atomic
 
     prompt_field, text_field = split_fields(field)
-    table = read_records(data, text_column=None,
+    table = read_records(data, text_column=text_field,
                          required=[f for f in (prompt_field, text_field) if f])
 
     def strings(name: str) -> list[str]:
         col = table.column(name)
         if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
             raise InputError(f"{data}: field '{name}' has type {col.type}, expected string")
-        return [v or "" for v in col.to_pylist()]
+        values = col.to_pylist()
+        if col.null_count:
+            raise InputError(f"{data}: row {values.index(None)}: field '{name}' is null")
+        return values
 
     texts = strings(text_field)
     prompts = strings(prompt_field) if prompt_field else None
@@ -743,17 +746,23 @@ def provenance_verify(
     dataset: Annotated[Path, typer.Argument(help="Parquet file or folder of shards.")],
     public_key: Annotated[str | None, typer.Option(help="The signer's public key (base64).")
                           ] = None,
+    allow_unknown_signer: Annotated[bool, typer.Option(
+        help="Without --public-key, accept a signature by the key embedded in the signature "
+             "file (integrity only: proves nothing about who signed).")] = False,
 ) -> None:
     """Check the signature, every file's sha256 and every record against the manifest;
-    names each edited, added or removed record. Exit code 1 when anything differs."""
+    names each edited, added or removed record. Exit code 1 when anything differs, or when
+    the signer is not checked (no --public-key) unless --allow-unknown-signer."""
     from synthloop.compliance.manifest import verify_dataset
 
-    rep = verify_dataset(dataset, public_key=public_key)
+    rep = verify_dataset(dataset, public_key=public_key,
+                         allow_unknown_signer=allow_unknown_signer)
     for note in rep.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)
     if rep.ok:
-        console.print(f"[green]verified[/]: signature, files and {rep.records:,} records "
-                      f"match the manifest")
+        signer = "signature" if public_key else "signature (integrity only, signer not checked)"
+        console.print(f"[green]verified[/]: {signer}, files and {rep.records:,} records "
+                      f"match the manifest", highlight=False)
         return
     for p in rep.problems:
         err_console.print(f"[red]✘[/] {p}", highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -145,12 +146,12 @@ def test_one_changed_byte_in_one_record_is_named(run_data, signed):
     texts[3] = texts[3][:-1] + ("x" if texts[3][-1] != "x" else "y")  # one byte
     _rewrite(shard, lambda t: t.set_column(t.column_names.index("text"), "text",
                                            pa.array(texts)))
-    rep = verify_dataset(run_data)
+    rep = verify_dataset(run_data, allow_unknown_signer=True)
     assert not rep.ok
     assert f"record {victim}: content changed" in rep.problems
     assert f"file {shard.name}: sha256 differs from the manifest" in rep.problems
     assert not any("signature" in p for p in rep.problems)
-    r = runner.invoke(app, ["provenance", "verify", str(run_data)])
+    r = runner.invoke(app, ["provenance", "verify", str(run_data), "--allow-unknown-signer"])
     assert r.exit_code == 1 and victim in r.output
 
 
@@ -180,7 +181,9 @@ def test_show_and_manifest_cli(run_data, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "0 errors" in r.output
     r = runner.invoke(app, ["provenance", "verify", str(run_data)])
-    assert r.exit_code == 0 and "verified" in r.output
+    assert r.exit_code == 1 and "signer not checked" in r.output
+    r = runner.invoke(app, ["provenance", "verify", str(run_data), "--allow-unknown-signer"])
+    assert r.exit_code == 0 and "verified" in r.output and "integrity only" in r.output
     r = runner.invoke(app, ["provenance", "show", str(run_data), "--json"])
     s = json.loads(r.output)
     assert s["synthetic_share"] == pytest.approx(0.5) and s["generators"] == {"tiny": 60}
@@ -194,6 +197,40 @@ def test_show_and_manifest_cli(run_data, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "not signed" in r.output
     r = runner.invoke(app, ["provenance", "verify", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_a_forger_who_re_signs_is_not_verified(run_data, signed, tmp_path):
+    pub = json.loads((run_data / "croissant.json.sig").read_text())["public_key"]
+    shard = sorted(run_data.glob("*.parquet"))[0]
+    texts = pq.read_table(shard).column("text").to_pylist()
+    texts[0] = "forged " + texts[0]
+    _rewrite(shard, lambda t: t.set_column(t.column_names.index("text"), "text",
+                                           pa.array(texts)))
+    forger = tmp_path / "forger.pem"
+    assert runner.invoke(app, ["provenance", "keygen", "--out", str(forger)]).exit_code == 0
+    r = runner.invoke(app, ["provenance", "manifest", str(run_data), "--key-file", str(forger)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["provenance", "verify", str(run_data)])
+    assert r.exit_code == 1 and "signer not checked" in r.output
+    r = runner.invoke(app, ["provenance", "verify", str(run_data), "--public-key", pub])
+    assert r.exit_code == 1 and "signature does not match" in r.output
+
+
+def test_extra_shards_and_corrupt_files_are_reported(run_data, signed):
+    pub = json.loads((run_data / "croissant.json.sig").read_text())["public_key"]
+    shard = sorted(run_data.glob("*.parquet"))[0]
+    (run_data / "sub").mkdir()
+    shutil.copy(shard, run_data / "sub" / "extra.parquet")
+    shutil.copy(shard, run_data / "EXTRA.PARQUET")
+    problems = verify_dataset(run_data, public_key=pub).problems
+    assert "file sub/extra.parquet is not in the manifest" in problems
+    assert "file EXTRA.PARQUET is not in the manifest" in problems
+    for name, junk in (("croissant.json.sig", "{not json"), ("croissant.json", "[1, 2")):
+        (run_data / name).write_text(junk)
+        r = runner.invoke(app, ["provenance", "verify", str(run_data), "--public-key", pub])
+        assert r.exit_code in (1, 2) and r.exception is None or \
+            isinstance(r.exception, SystemExit), r.output
+        assert name in r.output and "Traceback" not in r.output
 
 
 @pytest.mark.slow

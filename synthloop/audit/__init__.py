@@ -29,9 +29,12 @@ Data = str | Path | Sequence[str] | pd.DataFrame
 
 
 def _drop_provenance(df: pd.DataFrame) -> pd.DataFrame:
-    from synthloop.records.schema import PROVENANCE_COLUMNS
+    """Content columns only: provenance and marking columns (``digital_source_type``,
+    ``watermark``) describe where a row came from, not what it says."""
+    from synthloop.records.schema import MARKING_COLUMNS, PROVENANCE_COLUMNS
 
-    return df.drop(columns=[c for c in PROVENANCE_COLUMNS if c in df.columns])
+    meta = (*PROVENANCE_COLUMNS, *MARKING_COLUMNS)
+    return df.drop(columns=[c for c in df.columns if c in meta])
 
 
 def load_texts(path: str | Path, *, text_field: str = "text") -> list[str]:
@@ -117,10 +120,30 @@ def _as_texts(x: Data, text_field: str, name: str) -> tuple[list[str], str]:
 
 def _as_frame(x: Data, name: str) -> tuple[pd.DataFrame, str]:
     if isinstance(x, str | Path):
-        return load_table(x), str(x)
-    if isinstance(x, pd.DataFrame):
-        return _drop_provenance(x), "<DataFrame>"
-    raise InputError(f"{name}: a table audit needs a DataFrame or a file path")
+        df, where = load_table(x), str(x)
+    elif isinstance(x, pd.DataFrame):
+        df, where = _drop_provenance(x), "<DataFrame>"
+    else:
+        raise InputError(f"{name}: a table audit needs a DataFrame or a file path")
+    _check_frame(df, where)
+    return df, where
+
+
+def _check_frame(df: pd.DataFrame, where: str) -> None:
+    """One error naming the column (and row) a table audit cannot measure."""
+    import numpy as np
+
+    dup = df.columns[df.columns.duplicated()]
+    if len(dup):
+        raise InputError(f"{where}: column '{dup[0]}' appears more than once")
+    for c in df.columns:
+        col = df[c]
+        if pd.api.types.is_float_dtype(col.dtype):
+            bad = np.flatnonzero(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)))
+            if len(bad):
+                raise InputError(f"{where}: row {int(bad[0])}: column '{c}' is infinite "
+                                 f"({col.iloc[bad[0]]}); use an empty cell for a missing "
+                                 f"value")
 
 
 def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,

@@ -62,16 +62,38 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _read_table(f: Path, **kw) -> pa.Table:
+    try:
+        return pq.read_table(f, **kw)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
+            from None
+
+
+def _read_schema(f: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(f)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
+            from None
+
+
+def _read_json(f: Path) -> dict:
+    try:
+        value = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise InputError(f"{f}: not readable JSON ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{f}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def record_leaves(files: list[Path]) -> list[tuple[str, str]]:
     """``(record id, leaf hash)`` per record in dataset order; the leaf hashes the whole row
     (every column, canonical JSON), so any change to a record changes its leaf."""
     out = []
     for f in files:
-        try:
-            table = pq.read_table(f)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
-                from None
+        table = _read_table(f)
         if "id" not in table.column_names:
             raise InputError(f"{f}: records have no 'id' column (not a synthloop dataset; "
                              f"read it with synthloop tools first)")
@@ -123,12 +145,12 @@ def provenance_summary(path: str | Path) -> dict:
     cols = ["origin", "generation", "generator"]
     parts = []
     for f in files:
-        schema = pq.read_schema(f)
+        schema = _read_schema(f)
         missing = [c for c in cols if c not in schema.names]
         if missing:
             raise InputError(f"{f}: missing provenance column '{missing[0]}'")
         extra = [c for c in ("watermark", "digital_source_type") if c in schema.names]
-        parts.append(pq.read_table(f, columns=cols + extra))
+        parts.append(_read_table(f, columns=cols + extra))
     t = pa.concat_tables(parts, promote_options="permissive")
     n = t.num_rows
     origins = {d["values"]: d["counts"] for d in pc.value_counts(t["origin"]).to_pylist()}
@@ -160,7 +182,7 @@ def provenance_summary(path: str | Path) -> dict:
     if Path(path).is_dir() and excluded.is_dir():
         drops: Counter = Counter()
         for f in sorted(excluded.glob("*.parquet")):
-            for d in pc.value_counts(pq.read_table(f, columns=["drop_step"])["drop_step"]) \
+            for d in pc.value_counts(_read_table(f, columns=["drop_step"])["drop_step"]) \
                     .to_pylist():
                 drops[d["values"]] += d["counts"]
         out["dropped_by_step"] = dict(drops.most_common())
@@ -173,10 +195,10 @@ def _run_meta(folder: Path) -> dict:
     meta_path = folder / ".." / "pipeline.json"
     if not meta_path.is_file():
         return {}
-    meta = json.loads(meta_path.read_text())
+    meta = _read_json(meta_path)
     done = folder / ".." / "stages" / "00-input" / "_DONE"
     if done.is_file():
-        meta["source"] = json.loads(done.read_text()).get("source")
+        meta["source"] = _read_json(done).get("source")
     return meta
 
 
@@ -200,7 +222,7 @@ def build_manifest(path: str | Path, *, name: str | None = None, description: st
     summary = provenance_summary(path)
     meta = _run_meta(folder)
     name = name or meta.get("name") or folder.name
-    schema = pq.read_schema(files[0])
+    schema = _read_schema(files[0])
     ctx = mlc.Context(conforms_to=CroissantVersion.V_1_1)
     ctx.is_live_dataset = False
     dist: list = [mlc.FileObject(ctx=ctx, id=f"file-{f.name}", name=f.name, content_url=f.name,
@@ -360,12 +382,15 @@ class VerifyReport:
 
 
 def verify_dataset(path: str | Path, *, public_key: str | None = None,
-                   max_named: int = 20) -> VerifyReport:
+                   allow_unknown_signer: bool = False, max_named: int = 20) -> VerifyReport:
     """Check the signature, the files' sha256 and every record's hash against the manifest.
 
     Args:
-        public_key: the signer's ed25519 public key (base64); without it the key embedded in
-            the signature file is used, which proves integrity but not who signed.
+        public_key: the signer's ed25519 public key (base64), the trusted one. Without it the
+            key embedded in the signature file is used, which proves integrity only (anyone
+            can re-sign edited data with a key of their own): the report then has a problem
+            unless ``allow_unknown_signer``.
+        max_named: how many changed / added / removed records are named one by one.
     """
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -379,22 +404,40 @@ def verify_dataset(path: str | Path, *, public_key: str | None = None,
     if not sig_path.is_file():
         rep.problems.append(f"{SIGNATURE} is missing: the manifest is not signed")
     else:
-        sig = json.loads(sig_path.read_text())
-        pub_b64 = public_key or sig["public_key"]
-        if public_key is None:
-            rep.notes.append(f"signature checked with the key embedded in {SIGNATURE} "
-                             f"({sig['public_key']}); pass --public-key to check the signer")
-        try:
-            pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(pub_b64))
-            pub.verify(base64.b64decode(sig["signature"]),
-                       SIGNED_PREFIX + hashlib.sha256(data).digest())
-        except (InvalidSignature, ValueError):
-            rep.problems.append(f"signature does not match {MANIFEST} (edited manifest or "
-                                f"wrong key)")
-    doc = json.loads(data)
-    expected = {d["name"]: d.get("sha256") for d in doc.get("distribution", [])
-                if d.get("@type") == "cr:FileObject"}
+        sig = _read_json(sig_path)
+        embedded = sig.get("public_key")
+        pub_b64 = public_key or embedded
+        if not isinstance(pub_b64, str) or not isinstance(sig.get("signature"), str):
+            rep.problems.append(f"{SIGNATURE} has no public_key / signature string")
+        else:
+            if public_key is None:
+                msg = (f"integrity only, signer not checked: the signature was checked with "
+                       f"the key embedded in {SIGNATURE} ({embedded}); pass --public-key with "
+                       f"the signer's key")
+                if allow_unknown_signer:
+                    rep.notes.append(msg)
+                else:
+                    rep.problems.append(msg + " (or --allow-unknown-signer)")
+            try:
+                pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(pub_b64))
+                pub.verify(base64.b64decode(sig["signature"]),
+                           SIGNED_PREFIX + hashlib.sha256(data).digest())
+            except (InvalidSignature, ValueError, TypeError):
+                rep.problems.append(f"signature does not match {MANIFEST} (edited manifest or "
+                                    f"wrong key)")
+    doc = _read_json(man_path)
+    if not isinstance(doc.get("distribution", []), list) or not isinstance(
+            doc.get("integrity", {}), dict):
+        raise InputError(f"{man_path}: not a synthloop manifest (distribution / integrity)")
+    expected = {d.get("name"): d.get("sha256") for d in doc.get("distribution", [])
+                if isinstance(d, dict) and d.get("@type") == "cr:FileObject"}
     present = {f.name for f in files}
+    # shards a reader could pick up that the manifest does not cover: in sub-folders, or with
+    # another spelling of the suffix
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder).as_posix()
+        if f.is_file() and f.suffix.lower() in (".parquet", ".pq") and f not in files:
+            rep.problems.append(f"file {rel} is not in the manifest")
     for name in sorted(set(expected) - present):
         rep.problems.append(f"file {name} listed in the manifest is missing")
     for name in sorted(present - set(expected)):

@@ -88,14 +88,66 @@ def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[tuple[int, dict]]
             raise InputError(f"{path}: line {lineno}: record is {len(line):,} characters, over "
                              f"the limit of {max_record_bytes:,}")
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, parse_constant=_reject_constant)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: line {lineno}: invalid JSON ({e.msg} at column "
                              f"{e.colno})") from None
+        except RecursionError:
+            raise InputError(f"{path}: line {lineno}: JSON nested too deeply") from None
+        except ValueError as e:  # NaN/Infinity, integers of more than 4,300 digits
+            raise InputError(f"{path}: line {lineno}: {str(e).split(';')[0]}") from None
+        if "\\ud" in line.lower():
+            where = _surrogate(obj)
+            if where is not None:
+                raise InputError(f"{path}: line {lineno}: field '{where}' has a lone surrogate "
+                                 f"(\\ud800-\\udfff), not valid Unicode")
         if not isinstance(obj, dict):
             raise InputError(f"{path}: line {lineno}: expected a JSON object, "
                              f"got {type(obj).__name__}")
         yield lineno, obj
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON (use null)")
+
+
+def _surrogate(value: object, path: str = "") -> str | None:
+    """The field path of the first string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "<value>"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = _surrogate(k, path) and (path or "<key>")
+            where = where or _surrogate(v, f"{path}.{k}" if path else str(k))
+            if where:
+                return where
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            where = _surrogate(v, f"{path}[{i}]")
+            if where:
+                return where
+    return None
+
+
+def _one_type(values: list) -> bool:
+    try:
+        pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
+    return True
+
+
+def _int64_overflow(rows: list[dict]) -> tuple[int, str] | None:
+    """(row, field) of the first integer outside int64, or None."""
+    for i, row in enumerate(rows):
+        for k, v in row.items():
+            if isinstance(v, int) and not -(1 << 63) <= v < (1 << 63):
+                return i, k
+    return None
 
 
 def read_jsonl(path: str | Path, *, required: Sequence[str] = (),
@@ -109,7 +161,7 @@ def read_jsonl(path: str | Path, *, required: Sequence[str] = (),
         max_record_bytes: reject any line longer than this.
     """
     p = Path(path)
-    rows = []
+    rows, linenos = [], []
     for lineno, obj in _jsonl_rows(p, max_record_bytes):
         for name in required:
             if name not in obj:
@@ -118,12 +170,26 @@ def read_jsonl(path: str | Path, *, required: Sequence[str] = (),
             raise InputError(f"{p}: line {lineno}: field '{text_field}' must be a string, "
                              f"got {type(obj[text_field]).__name__}")
         rows.append(obj)
+        linenos.append(lineno)
     if not rows:
         raise InputError(f"{p}: empty file (no records)")
+    # every field any record has (pyarrow's from_pylist would keep only the first record's)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    if not keys:
+        raise InputError(f"{p}: records have no fields (every line is {{}})")
     try:
-        return pa.Table.from_pylist(rows)
+        return pa.table({k: pa.array([row.get(k) for row in rows]) for k in keys})
+    except OverflowError:
+        where = _int64_overflow(rows)
+        if where is None:
+            raise InputError(f"{p}: a number is too large for a 64-bit column") from None
+        raise InputError(f"{p}: line {linenos[where[0]]}: field '{where[1]}' is an integer "
+                         f"outside the 64-bit range") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise InputError(f"{p}: inconsistent field types across lines ({e})") from None
+        field = next((k for k in keys if not _one_type([row.get(k) for row in rows])), None)
+        where = f" in field '{field}'" if field else ""
+        raise InputError(f"{p}: inconsistent types across lines{where} "
+                         f"({str(e).splitlines()[0][:200]})") from None
 
 
 def read_csv(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
@@ -134,13 +200,22 @@ def read_csv(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
     if not data.strip():
         raise InputError(f"{p}: empty file (no records)")
     try:
-        # an empty cell is a missing value, for text columns too
-        table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
-            strings_can_be_null=True))
+        # an empty cell is a missing value, for text columns too; a block holds the largest
+        # record (up to MAX_RECORD_BYTES), so long cells are read, not refused
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(block_size=max(1 << 20, min(len(data) + 1,
+                                                                       MAX_RECORD_BYTES))),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     except pa.ArrowInvalid as e:
         raise InputError(f"{p}: malformed CSV ({str(e).splitlines()[0]})") from None
     if table.num_rows == 0:
         raise InputError(f"{p}: no rows below the header")
+    seen: set[str] = set()
+    for name in table.column_names:
+        if name in seen:
+            raise InputError(f"{p}: header: column '{name}' appears more than once")
+        seen.add(name)
     _require_columns(table, required, p)
     return table
 
@@ -157,7 +232,7 @@ def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
     for f in files:
         try:
             tables.append(pq.read_table(f))
-        except (pa.ArrowInvalid, OSError) as e:
+        except (pa.ArrowException, OSError) as e:
             raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
                 from None
     try:
@@ -218,10 +293,7 @@ def read_records(path: str | Path, *, text_column: str | None = "text",
         if nulls:
             first = table.column(text_column).to_pylist().index(None)
             raise InputError(f"{p}: row {first}: field '{text_column}' is null")
-    if any(c in table.column_names for c in PROVENANCE_COLUMNS):
-        if not all(c in table.column_names for c in PROVENANCE_COLUMNS):
-            missing = [c for c in PROVENANCE_COLUMNS if c not in table.column_names]
-            raise InputError(f"{p}: has some provenance columns but not '{missing[0]}'")
+    if all(c in table.column_names for c in PROVENANCE_COLUMNS):
         return conform_provenance(table, str(p))
     return with_provenance(table)
 

@@ -150,18 +150,36 @@ def text_records(texts: Sequence[str], *, origin: str = "real", generation: int 
 
 def with_provenance(table: pa.Table, *, content_columns: Iterable[str] | None = None,
                     run_id: str | None = None, created_at: str | None = None) -> pa.Table:
-    """Add real-data provenance to a table of content columns that has none.
+    """Add real-data provenance to a table of content columns.
 
-    The id of a row is the hash of its ``text`` column if there is one, else of the row's
-    content columns as canonical JSON. Existing provenance columns are kept as they are.
+    A table that has every provenance column is returned as it is. Otherwise every column is
+    the user's: a user's ``id`` whose values are unique and non-null stays the record id (as
+    a string); any other column named like a provenance column (an ``id`` with repeats or
+    nulls, an ``origin``, ``created_at``, ...) is content and is renamed ``user_<name>``. The id
+    of a row without its own is the hash of its ``text`` column if there is one, else of the
+    row's content columns as canonical JSON.
     """
     if all(c in table.column_names for c in PROVENANCE_COLUMNS):
         return table
+    own_ids = None
+    if "id" in table.column_names:
+        col = table.column("id")
+        values = col.to_pylist()
+        if col.null_count == 0 and len(set(map(str, values))) == len(values):
+            own_ids = pa.array([str(v) for v in values], pa.string())
+            table = table.drop_columns(["id"])
+    clash = [c for c in table.column_names if c in PROVENANCE_COLUMNS]
+    if clash:
+        table = table.rename_columns([f"user_{c}" if c in clash else c
+                                      for c in table.column_names])
     content = list(content_columns or [c for c in table.column_names
                                        if c not in PROVENANCE_COLUMNS])
     n = table.num_rows
-    if "text" in content:
-        ids = [record_id(t) for t in table.column("text").to_pylist()]
+    if own_ids is not None:
+        ids = own_ids
+    elif "text" in content:  # a non-string text (the reader reports it) hashes as a row
+        ids = [record_id(t if isinstance(t, str) else {"text": t})
+               for t in table.column("text").to_pylist()]
     else:
         rows = table.select(content).to_pylist()
         ids = [record_id(r) for r in rows]
@@ -178,8 +196,7 @@ def with_provenance(table: pa.Table, *, content_columns: Iterable[str] | None = 
     }
     out = table
     for f in PROVENANCE_FIELDS:
-        if f.name not in out.column_names:
-            out = out.append_column(f, defaults[f.name])
+        out = out.append_column(f, defaults[f.name])
     return out
 
 
