@@ -13,6 +13,8 @@ and 5xx (honouring ``Retry-After``), and a client-side rate limit.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import random
 import threading
@@ -145,6 +147,56 @@ class RateLimiter:
             time.sleep(wait)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def _read_body(r, deadline: float, max_bytes: int) -> bytes:
+    """The response body: :class:`TimeoutError` past ``deadline``, :class:`_TooLarge` past
+    ``max_bytes``."""
+    declared = r.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _TooLarge
+    chunks, size, raw = [], 0, r.raw
+    while True:
+        # read1: whatever one socket read brings (a dripping server cannot make one call last
+        # past the deadline; each read waits at most the socket timeout)
+        chunk = raw.read1(65536, decode_content=True)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise _TooLarge
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return b"".join(chunks)
+
+
+def parse_retry_after(value: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date); 0 for
+    a missing, malformed, negative or non-finite value. Callers cap it."""
+    if not value:
+        return 0.0
+    try:
+        secs = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return 0.0
+        if when is None:
+            return 0.0
+        import datetime as dt
+
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        secs = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    return secs if math.isfinite(secs) and secs > 0 else 0.0
+
+
 class OpenAIBackend(TextBackend):
     """A model behind an OpenAI-compatible HTTP server.
 
@@ -153,18 +205,25 @@ class OpenAIBackend(TextBackend):
         model: the model name the server knows.
         api_key: sent as a bearer token when given.
         concurrency: requests in flight at once.
-        timeout_s: per request (connect + read), seconds.
+        timeout_s: total seconds one attempt may take (connect, send and the whole body).
         max_retries: retries after the first attempt, for connection errors, timeouts, 429
             and 5xx; other 4xx errors are not retried.
         backoff_s: first retry delay; doubles each retry (full jitter, seeded).
+        max_retry_wait_s: the longest wait before a retry, whatever ``Retry-After`` asks.
+        max_response_bytes: a larger response body is an error (default 8 MiB).
         requests_per_second: client-side rate limit (``None``: none).
+
+    One prompt thus takes at most about ``(max_retries + 1) * timeout_s + max_retries *
+    max_retry_wait_s`` seconds.
     """
 
     RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  concurrency: int = 8, timeout_s: float = 60.0, max_retries: int = 5,
-                 backoff_s: float = 0.5, requests_per_second: float | None = None) -> None:
+                 backoff_s: float = 0.5, requests_per_second: float | None = None,
+                 max_retry_wait_s: float = 60.0,
+                 max_response_bytes: int = 8 << 20) -> None:
         import requests
 
         self.base_url = base_url.rstrip("/")
@@ -174,6 +233,8 @@ class OpenAIBackend(TextBackend):
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.max_retry_wait_s = max_retry_wait_s
+        self.max_response_bytes = max_response_bytes
         self.limiter = RateLimiter(requests_per_second)
         self._session = requests.Session()
         self._identity: tuple[str, str] | None = None
@@ -219,33 +280,42 @@ class OpenAIBackend(TextBackend):
         for attempt in range(self.max_retries + 1):
             if attempt:
                 delay = jitter.uniform(0, self.backoff_s * 2 ** (attempt - 1))
-                time.sleep(max(delay, retry_after))
+                time.sleep(min(max(delay, retry_after), self.max_retry_wait_s))
             retry_after = 0.0
             self.limiter.acquire()
+            deadline = time.monotonic() + self.timeout_s
             try:
-                r = self._session.post(url, json=body, headers=self._headers(),
-                                       timeout=self.timeout_s)
-            except requests.Timeout:
+                r = self._session.post(url, json=body, headers=self._headers(), stream=True,
+                                       timeout=(self.timeout_s, self.timeout_s))
+                try:
+                    content = _read_body(r, deadline, self.max_response_bytes)
+                finally:
+                    r.close()
+            except (requests.Timeout, TimeoutError):
                 last = f"timed out after {self.timeout_s:g} s"
                 continue
             except requests.ConnectionError as e:
                 last = f"connection error ({type(e).__name__})"
                 continue
+            except requests.RequestException as e:  # e.g. a broken chunked body
+                last = f"bad response ({type(e).__name__})"
+                continue
+            except _TooLarge:
+                return Completion(error=f"{url}: response larger than "
+                                        f"{self.max_response_bytes:,} bytes")
             if r.status_code == 200:
                 try:
-                    choice = r.json()["choices"][0]
+                    choice = json.loads(content)["choices"][0]
                     text = choice["message"]["content"] if chat else choice["text"]
                     return Completion(text=(text or "").strip(),
                                       finish_reason=choice.get("finish_reason") or "")
-                except (ValueError, KeyError, IndexError, TypeError):
+                except (ValueError, KeyError, IndexError, TypeError, RecursionError):
                     return Completion(error=f"{url}: malformed response body")
             last = f"HTTP {r.status_code}"
             if r.status_code not in self.RETRY_STATUS:
-                return Completion(error=f"{url}: {last} ({r.text[:200].strip()})")
-            try:
-                retry_after = float(r.headers.get("Retry-After", 0))
-            except ValueError:
-                retry_after = 0.0
+                snippet = content[:200].decode("utf-8", "replace").strip()
+                return Completion(error=f"{url}: {last} ({snippet})")
+            retry_after = parse_retry_after(r.headers.get("Retry-After"))
         return Completion(error=f"{url}: {last} after {self.max_retries} retries")
 
     def complete(self, prompts, sampling, *, seed, chat=True, progress=None):
@@ -279,6 +349,7 @@ class BackendSpec(BaseModel):
     concurrency: int = Field(8, ge=1, le=1024)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0, le=50)
+    max_retry_wait_s: float = Field(60.0, ge=0, le=3600)
     requests_per_second: float | None = Field(None, gt=0)
 
     def cache_key(self) -> tuple:
@@ -295,6 +366,7 @@ class BackendSpec(BaseModel):
             return OpenAIBackend(self.base_url, self.model, api_key=key,
                                  concurrency=self.concurrency, timeout_s=self.timeout_s,
                                  max_retries=self.max_retries,
+                                 max_retry_wait_s=self.max_retry_wait_s,
                                  requests_per_second=self.requests_per_second)
         from synthloop.models.registry import load_lm
 
