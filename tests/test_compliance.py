@@ -200,7 +200,7 @@ def test_show_and_manifest_cli(run_data, tmp_path, monkeypatch):
 
 
 def test_a_forger_who_re_signs_is_not_verified(run_data, signed, tmp_path):
-    pub = json.loads((run_data / "croissant.json.sig").read_text())["public_key"]
+    pub = json.loads((run_data / "_croissant.json.sig").read_text())["public_key"]
     shard = sorted(run_data.glob("*.parquet"))[0]
     texts = pq.read_table(shard).column("text").to_pylist()
     texts[0] = "forged " + texts[0]
@@ -217,7 +217,7 @@ def test_a_forger_who_re_signs_is_not_verified(run_data, signed, tmp_path):
 
 
 def test_extra_shards_and_corrupt_files_are_reported(run_data, signed):
-    pub = json.loads((run_data / "croissant.json.sig").read_text())["public_key"]
+    pub = json.loads((run_data / "_croissant.json.sig").read_text())["public_key"]
     shard = sorted(run_data.glob("*.parquet"))[0]
     (run_data / "sub").mkdir()
     shutil.copy(shard, run_data / "sub" / "extra.parquet")
@@ -225,7 +225,7 @@ def test_extra_shards_and_corrupt_files_are_reported(run_data, signed):
     problems = verify_dataset(run_data, public_key=pub).problems
     assert "file sub/extra.parquet is not in the manifest" in problems
     assert "file EXTRA.PARQUET is not in the manifest" in problems
-    for name, junk in (("croissant.json.sig", "{not json"), ("croissant.json", "[1, 2")):
+    for name, junk in (("_croissant.json.sig", "{not json"), ("_croissant.json", "[1, 2")):
         (run_data / name).write_text(junk)
         r = runner.invoke(app, ["provenance", "verify", str(run_data), "--public-key", pub])
         assert r.exit_code in (1, 2) and r.exception is None or \

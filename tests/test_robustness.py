@@ -230,3 +230,100 @@ def test_a_field_only_later_records_have_is_kept(tmp_path):
     f.write_text(_jl([{"text": "a", "n": 1}, {"text": "b", "n": "two"}]))
     with pytest.raises(InputError, match="field 'n'"):
         read_jsonl(f)
+
+
+# ---- YAML, run folders, file modes ---------------------------------------------------------
+
+BOMB = "".join(f"{chr(97 + i)}: &{chr(97 + i)} [" + ",".join(
+    [f"*{chr(96 + i)}"] * 9 if i else ['"lol"'] * 9) + "]\n" for i in range(9)) + "steps: [*i]\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (BOMB, "aliases expand to more than"),
+    ("name: x\nsteps: []\nsteps: [{type: quality}]\n", "line 3, column 1: duplicate key 'steps'"),
+    ("a: &a [*a]\n", "contains it"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+])
+def test_hostile_yaml_is_refused_in_one_line(tmp_path, text, message):
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    r = runner.invoke(app, ["run", str(p), "--out", str(tmp_path / "run")])
+    _one_error_line(r, "p.yaml", message)
+    assert not (tmp_path / "run").exists()
+    q = tmp_path / "taxonomy" / "a"
+    q.mkdir(parents=True)
+    (q / "qna.yaml").write_text(text)
+    r = runner.invoke(app, ["generate", "--model", "smollm2-135m", "--taxonomy",
+                            str(tmp_path / "taxonomy"), "--n", "2",
+                            "--out", str(tmp_path / "o.jsonl")])
+    _one_error_line(r, "qna.yaml")
+
+
+def test_a_huge_yaml_file_is_refused(tmp_path):
+    from synthloop.records.io import MAX_YAML_BYTES
+
+    p = tmp_path / "p.yaml"
+    p.write_text("# x\n" * (MAX_YAML_BYTES // 4 + 1))
+    _one_error_line(runner.invoke(app, ["run", str(p)]), "p.yaml", "over the limit")
+
+
+def test_a_run_that_fails_before_committing_leaves_nothing_behind(tmp_path):
+    seeds = EXAMPLES / "data" / "austen_seeds.jsonl"
+    out = tmp_path / "run"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [
+        {"type": "verify-json", "field": "text", "schema_file": "missing.json"}]}))
+    r = runner.invoke(app, ["run", str(bad), "--out", str(out)])
+    _one_error_line(r, "missing.json")
+    assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # a folder the user made: only run files go
+    _one_error_line(runner.invoke(app, ["run", str(bad), "--out", str(out)]), "missing.json")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [
+        {"type": "quality", "min_words": 3, "rules": ["too_short"]}]}))
+    r = runner.invoke(app, ["run", str(good), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert pq.read_table(out / "data").num_rows > 0
+
+
+def test_outputs_follow_the_umask_and_orphan_temporaries_are_swept(tmp_path):
+    import os
+
+    from synthloop.records.io import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic("x", tmp_path / "a.txt")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        write_text_atomic("x", tmp_path / "b.txt")
+        assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+    seeds = EXAMPLES / "data" / "austen_seeds.jsonl"
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [
+        {"type": "quality", "min_words": 3, "rules": ["too_short"]}]}))
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(good), "--out", str(out)]).exit_code == 0
+    orphan = out / "stages" / "01-quality" / ".part-00000.parquet.abc123.tmp"
+    orphan.write_bytes(b"half")  # what kill -9 during a write leaves
+    assert runner.invoke(app, ["run", str(good), "--out", str(out)]).exit_code == 0
+    assert not orphan.exists()
+
+
+def test_pandas_reads_a_dataset_folder_with_its_manifest(tmp_path):
+    import pandas as pd
+
+    seeds = EXAMPLES / "data" / "austen_seeds.jsonl"
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [
+        {"type": "quality", "min_words": 3, "rules": ["too_short"]}]}))
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(good), "--out", str(out)]).exit_code == 0
+    r = runner.invoke(app, ["provenance", "manifest", str(out / "data")])
+    assert r.exit_code == 0, r.output
+    assert (out / "data" / "_croissant.json").exists()
+    assert len(pd.read_parquet(out / "data")) == pq.read_table(out / "data").num_rows > 0

@@ -2,7 +2,7 @@
 verification and lineage summaries.
 
 A dataset is a Parquet file or a folder of Parquet shards (a pipeline run's ``data/``). Its
-manifest ``croissant.json`` (beside the shards) holds:
+manifest ``_croissant.json`` (beside the shards) holds:
 
 - Croissant metadata written with ``mlcroissant`` (FileObjects with sha256, a FileSet, one
   RecordSet whose fields are the Arrow columns), validated by loading it back;
@@ -11,10 +11,10 @@ manifest ``croissant.json`` (beside the shards) holds:
 - Croissant RAI fields and a ``disclosure`` block (``synthloop:disclosure``: synthetic share,
   generators, generation-depth histogram, IPTC digital source type, watermark key ids);
 - ``integrity`` (``synthloop:integrity``): the Merkle root over per-record hashes
-  (``records.sha256`` lists them by record id), so ``verify`` can name the record that
+  (``_records.sha256`` lists them by record id), so ``verify`` can name the record that
   changed.
 
-``croissant.json.sig`` is a detached ed25519 signature over the manifest's bytes.
+``_croissant.json.sig`` is a detached ed25519 signature over the manifest's bytes.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from synthloop.errors import ConfigError, InputError
 
-MANIFEST = "croissant.json"
-LEAVES = "records.sha256"
+MANIFEST = "_croissant.json"
+LEAVES = "_records.sha256"
 SIGNATURE = MANIFEST + ".sig"
 SIGNING_KEY_ENV = "SYNTHLOOP_SIGNING_KEY"
 SIGNED_PREFIX = b"synthloop-manifest-v1\x00"
@@ -204,7 +204,7 @@ def _run_meta(folder: Path) -> dict:
 
 def build_manifest(path: str | Path, *, name: str | None = None, description: str | None = None,
                    url: str | None = None, license_url: str | None = None) -> Path:
-    """Write ``croissant.json`` and ``records.sha256`` for a dataset; returns the manifest
+    """Write ``_croissant.json`` and ``_records.sha256`` for a dataset; returns the manifest
     path. The manifest is validated with ``mlcroissant`` before it is written."""
     from datetime import datetime
 

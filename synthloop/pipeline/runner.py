@@ -38,7 +38,7 @@ from synthloop.pipeline.executors import (
 )
 from synthloop.pipeline.step import Resources, Step, StepContext
 from synthloop.progress import NullProgress, Progress
-from synthloop.records.io import write_parquet, write_text_atomic
+from synthloop.records.io import remove_orphan_temporaries, write_parquet, write_text_atomic
 from synthloop.records.schema import utc_now
 
 
@@ -103,15 +103,48 @@ def _read_input(cfg: PipelineConfig, base_dir: Path) -> tuple[pa.Table, Path]:
     return read_records(path, text_column=None), path
 
 
+RUN_PARTS = ("pipeline.json", "stages", "excluded", "data", "stats.json", "summary.json")
+
+
+def committed_work(out: Path) -> bool:
+    """True once a run in ``out`` has committed a shard or stage past reading its input."""
+    stages = out / "stages"
+    if not stages.is_dir():
+        return False
+    for d in stages.iterdir():
+        if d.name.startswith("00-") or not d.is_dir():
+            continue
+        if (d / "_DONE").exists() or any(d.glob("part-*.done")):
+            return True
+    return False
+
+
+def _clear_run(out: Path) -> None:
+    for name in RUN_PARTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 def _open_run(cfg: PipelineConfig, steps: Sequence[Step], out: Path) -> dict:
     meta_path = out / "pipeline.json"
     fp = fingerprint(cfg, list(steps))
+    if out.is_dir():
+        remove_orphan_temporaries(out)  # left by a killed writer; never part of a result
     if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            meta = {}
         if meta.get("fingerprint") != fp:
-            raise ConfigError(f"{out}: holds a run of a different pipeline configuration; "
-                              f"use another --out folder (or delete this one)")
-        return meta
+            if committed_work(out):
+                raise ConfigError(f"{out}: holds a run of a different pipeline configuration; "
+                                  f"use another --out folder (or delete this one)")
+            _clear_run(out)  # an earlier run failed before committing anything: start over
+        else:
+            return meta
     meta = {"name": cfg.name, "fingerprint": fp, "run_id": f"{cfg.name}-{fp[:12]}",
             "created_at": utc_now(), "config": cfg.model_dump(mode="json")}
     out.mkdir(parents=True, exist_ok=True)
@@ -130,6 +163,22 @@ def run_pipeline(cfg: PipelineConfig, steps: Sequence[Step], out: str | Path, *,
     """
     progress = progress or NullProgress()
     out, base_dir = Path(out), Path(base_dir).resolve()
+    fresh = not out.exists()
+    try:
+        return _run(cfg, steps, out, base_dir, executor, workers, progress)
+    except BaseException:
+        # a run that failed before committing anything leaves nothing behind to block the
+        # corrected rerun (a resumable run keeps its checkpoints)
+        if not committed_work(out):
+            if fresh:
+                shutil.rmtree(out, ignore_errors=True)
+            elif (out / "pipeline.json").exists():
+                _clear_run(out)
+        raise
+
+
+def _run(cfg: PipelineConfig, steps: Sequence[Step], out: Path, base_dir: Path,
+         executor: str | None, workers: int | None, progress: Progress) -> RunResult:
     meta = _open_run(cfg, steps, out)
     stage_root = out / "stages"
     input_dir = stage_root / "00-input"

@@ -298,6 +298,34 @@ def read_records(path: str | Path, *, text_column: str | None = "text",
     return with_provenance(table)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Names of the temporary files :func:`atomic_path` writes beside a target.
+TMP_GLOB = ".*.tmp"
+
+
+def remove_orphan_temporaries(folder: str | Path) -> int:
+    """Delete the temporary files a killed writer left under ``folder`` (``.NAME.*.tmp``);
+    returns how many. Call only when no other process writes there."""
+    n = 0
+    for f in Path(folder).rglob(TMP_GLOB):
+        if f.is_file():
+            f.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -313,6 +341,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 is not what the user asked
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -352,17 +381,104 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
+#: Limits of :func:`read_yaml`: the file's size, and how many nodes its aliases may expand to
+#: (a "billion laughs" document is a few hundred bytes that expand to 10⁹ nodes).
+MAX_YAML_BYTES = 4 << 20
+MAX_YAML_NODES = 200_000
+
+
+def _strict_yaml_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """Safe loading that refuses duplicate mapping keys."""
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode):
+                        continue
+                    key = key_node.value
+                    if key in seen and key != "<<":
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key '{key}'", key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+def _expanded_nodes(root, limit: int) -> int:
+    """Nodes the document has once every alias is expanded (stops counting past ``limit``);
+    ``ValueError`` for an alias that contains itself."""
+    import yaml
+
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            raise ValueError("an alias refers to a node that contains it")
+        active.add(key)
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                n += size(child)
+                if n > limit:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                n += size(k) + size(v)
+                if n > limit:
+                    break
+        active.discard(key)
+        memo[key] = n
+        return n
+
+    return size(root)
+
+
 def read_yaml(path: str | Path, error: type[Exception] = InputError) -> object:
-    """Parse a YAML file (safe loader); a bad file is one ``error`` naming the line."""
+    """Parse a YAML file with a safe loader; a bad file is one ``error`` naming the line.
+
+    Refused besides invalid YAML: files over :data:`MAX_YAML_BYTES`, documents whose aliases
+    expand to more than :data:`MAX_YAML_NODES` nodes (alias bombs) or contain themselves,
+    duplicate keys in a mapping (the later one would silently win), nesting too deep to parse.
+    """
     import yaml
 
     p = Path(path)
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        size = p.stat().st_size
+    except OSError as e:
+        raise error(f"{p}: cannot read ({e.strerror})") from None
+    if size > MAX_YAML_BYTES:
+        raise error(f"{p}: {size:,} bytes, over the limit of {MAX_YAML_BYTES:,} for a YAML file")
+    loader = None
+    try:
+        loader = _strict_yaml_loader()(p.read_text(encoding="utf-8"))
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise error(f"{p}: aliases expand to more than {MAX_YAML_NODES:,} nodes "
+                        f"(refused: an alias bomb, or a document too large for a config)")
+        return loader.construct_document(node)
     except UnicodeDecodeError:
         raise error(f"{p}: not valid UTF-8") from None
+    except RecursionError:
+        raise error(f"{p}: nested too deeply") from None
+    except ValueError as e:
+        raise error(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise error(f"{p}: {where}{problem}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
