@@ -327,3 +327,13 @@ def test_pandas_reads_a_dataset_folder_with_its_manifest(tmp_path):
     assert r.exit_code == 0, r.output
     assert (out / "data" / "_croissant.json").exists()
     assert len(pd.read_parquet(out / "data")) == pq.read_table(out / "data").num_rows > 0
+
+
+def test_max_new_tokens_beyond_the_models_context_is_one_error_line(tiny_model, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(_jl([{"prompt": "Once upon a time"}]))
+    out = tmp_path / "o.jsonl"
+    r = runner.invoke(app, ["generate", "--model", str(tiny_model), "--prompts", str(prompts),
+                            "--n", "1", "--max-new-tokens", "600", "--out", str(out)])
+    _one_error_line(r, "max_new_tokens is 600", "at most 512 positions")
+    assert list(tmp_path.iterdir()) == [prompts]

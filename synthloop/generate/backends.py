@@ -106,6 +106,10 @@ class LocalBackend(TextBackend):
         # a chat template brings its own start tokens; raw text starts at BOS
         ids = [t if templated else [self.lm.bos_id] + t for t in self.lm.encode(texts)]
         limit = self.lm.max_positions - sampling.max_new_tokens
+        if limit < 1:
+            raise ConfigError(f"max_new_tokens is {sampling.max_new_tokens}: model "
+                              f"'{self.lm.name}' holds at most {self.lm.max_positions} "
+                              f"positions, prompt included")
         out: list[Completion | None] = [None] * len(prompts)
         ok = [i for i, t in enumerate(ids) if 0 < len(t) <= limit]
         for i, t in enumerate(ids):
@@ -120,6 +124,8 @@ class LocalBackend(TextBackend):
             import torch
 
             extra["dtype"] = getattr(torch, self.dtype)
+        if not ok:
+            return out  # type: ignore[return-value]
         new = self.lm.generate([ids[i] for i in ok], params, seed=seed, progress=progress,
                                **extra)
         for i, toks, text in zip(ok, new, self.lm.decode(new), strict=True):

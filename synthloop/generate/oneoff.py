@@ -13,7 +13,7 @@ import pyarrow as pa
 from synthloop.errors import ConfigError
 from synthloop.generate.backends import BackendSpec, DecodeDtype, Sampling
 from synthloop.pipeline.config import PipelineConfig, build_steps
-from synthloop.pipeline.runner import RunResult, run_pipeline
+from synthloop.pipeline.runner import RunResult, committed_work, run_pipeline
 from synthloop.progress import Progress
 from synthloop.records.io import read_records, write_parquet, write_records
 
@@ -60,6 +60,23 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
                           f"{get_args(DecodeDtype)[-1]}, got '{dtype}'")
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else out.with_name(out.name + ".run")
+    fresh = not run_dir.exists()
+    try:
+        return _generate(out, run_dir, n, model=model, prompts=prompts, taxonomy=taxonomy,
+                         table=table, template=template, base_url=base_url,
+                         api_key_env=api_key_env, device=device, dtype=dtype, chat=chat,
+                         sampling=sampling, seed=seed, shard_size=shard_size,
+                         privacy_filter=privacy_filter, watermark=watermark,
+                         key_file=key_file, progress=progress)
+    except BaseException:
+        if fresh and not committed_work(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth resuming
+        raise
+
+
+def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, table, template,
+              base_url, api_key_env, device, dtype, chat, sampling, seed, shard_size,
+              privacy_filter, watermark, key_file, progress):
     run_dir.mkdir(parents=True, exist_ok=True)
     sampling = sampling or Sampling()
     backend = BackendSpec(model=model, base_url=base_url, api_key_env=api_key_env,
