@@ -543,22 +543,39 @@ def generate(
 def serve(
     model: Annotated[str, typer.Option(help="smollm2-135m or a local model folder.")
                      ] = "smollm2-135m",
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")
+                    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    api_key_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding a bearer token every request must send "
+             "(default: SYNTHLOOP_SERVE_API_KEY when set; none otherwise).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Most concurrent requests decoded in one "
+                                                "engine call.")] = 64,
 ) -> None:
     """Serve a local model over the OpenAI-compatible HTTP API (/v1/completions,
-    /v1/chat/completions, /v1/models)."""
+    /v1/chat/completions, /v1/models); concurrent requests are batched."""
+    import os
+
+    from synthloop.errors import ConfigError
     from synthloop.generate.backends import LocalBackend
     from synthloop.generate.server import OpenAIServer
     from synthloop.models.registry import load_lm
 
-    server = OpenAIServer(LocalBackend(load_lm(model, device=device)), host, port, verbose=True)
-    console.print(f"serving {model} at {server.url} (Ctrl-C to stop)")
+    env = api_key_env or "SYNTHLOOP_SERVE_API_KEY"
+    api_key = os.environ.get(env) or None
+    if api_key_env and not api_key:
+        raise ConfigError(f"environment variable {api_key_env} (--api-key-env) is not set")
+    if max_batch < 1:
+        raise ConfigError(f"--max-batch must be ≥ 1, got {max_batch}")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.shutdown()
+        server = OpenAIServer(LocalBackend(load_lm(model, device=device)), host, port,
+                              api_key=api_key, max_batch=max_batch, verbose=True)
+    except OSError as e:
+        raise ConfigError(f"cannot bind {host}:{port} ({e.strerror})") from None
+    auth = f"bearer token from ${env}" if api_key else "no authentication"
+    console.print(f"serving {model} at {server.url} ({auth}; Ctrl-C to stop)")
+    server.serve_forever()
 
 
 poison_app = typer.Typer(no_args_is_help=True, help="Poisoning scan of a training dataset.")

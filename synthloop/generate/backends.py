@@ -89,9 +89,11 @@ class LocalBackend(TextBackend):
         tok = getattr(self.lm, "tokenizer", None)
         return max(len(tok), getattr(tok, "vocab_size", 0)) if tok is not None else 0
 
-    def complete(self, prompts, sampling, *, seed, chat=True, progress=None, watermark=None):
+    def complete(self, prompts, sampling, *, seed, chat=True, progress=None, watermark=None,
+                 seeds=None):
         """``watermark``: a :class:`~synthloop.compliance.watermark.GreenList` to mark the
-        output with (transformers models only)."""
+        output with (transformers models only). ``seeds``: one per prompt, each answered as
+        if alone with that seed (what a server batching requests needs)."""
         extra = {}
         if watermark is not None:
             from synthloop.compliance.watermark import WatermarkProcessor
@@ -126,6 +128,8 @@ class LocalBackend(TextBackend):
             extra["dtype"] = getattr(torch, self.dtype)
         if not ok:
             return out  # type: ignore[return-value]
+        if seeds is not None:
+            extra["seeds"] = [seeds[i] for i in ok]
         new = self.lm.generate([ids[i] for i in ok], params, seed=seed, progress=progress,
                                **extra)
         for i, toks, text in zip(ok, new, self.lm.decode(new), strict=True):

@@ -171,10 +171,11 @@ class HFLM(LanguageModel):
 
     @torch.no_grad()
     def generate(self, prompts, params: GenParams, *, seed, progress=None,
-                 logits_processors=None, dtype: torch.dtype | None = None):
+                 logits_processors=None, dtype: torch.dtype | None = None, seeds=None):
         """As :meth:`LanguageModel.generate`; ``logits_processors`` (transformers
         ``LogitsProcessor`` objects, e.g. a watermark) run after the model's own; ``dtype``
-        decodes in another dtype than the model's (see :func:`engine_for`)."""
+        decodes in another dtype than the model's (see :func:`engine_for`); ``seeds``: one
+        per prompt, each continued as if alone with its seed."""
         params.validate()
         eos = self.tokenizer.eos_token_id
         stop = params.stop_at_eos and params.num_beams == 1 and eos is not None
@@ -184,7 +185,11 @@ class HFLM(LanguageModel):
             return engine.generate(prompts, params, seed=seed, banned_ids=banned,
                                    stop_ids=[eos] if stop else (),
                                    logits_processors=logits_processors or (),
-                                   progress=progress)
+                                   progress=progress, seeds=seeds)
+        if seeds is not None:  # transformers' path samples from one global generator
+            return [self.hf_generate([p], params, seed=s, progress=progress,
+                                     logits_processors=logits_processors)[0]
+                    for p, s in zip(prompts, seeds, strict=True)]
         return self.hf_generate(prompts, params, seed=seed, progress=progress,
                                 logits_processors=logits_processors)
 

@@ -193,10 +193,10 @@ class TinyLM(LanguageModel):
         return self.model
 
     def generate(self, prompts, params, *, seed, progress=None, logits_processors=None,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, seeds=None):
         return engine_for(self.model, dtype=dtype).generate(
             prompts, params, seed=seed, banned_ids=self.banned_ids, progress=progress,
-            logits_processors=logits_processors or ())
+            logits_processors=logits_processors or (), seeds=seeds)
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file

@@ -83,7 +83,8 @@ class GenerationEngine:
                  banned_ids: Sequence[int] = (), stop_ids: Sequence[int] = (),
                  max_new_tokens: Sequence[int] | None = None,
                  logits_processors: Sequence[Callable] = (),
-                 progress: Callable[[int], None] | None = None) -> list[list[int]]:
+                 progress: Callable[[int], None] | None = None,
+                 seeds: Sequence[int] | None = None) -> list[list[int]]:
         """Continue each prompt; returns the new tokens only, in prompt order.
 
         Args:
@@ -97,6 +98,9 @@ class GenerationEngine:
             logits_processors: transformers-style ``(input_ids, scores) -> scores`` callables,
                 applied after the penalty and bans.
             progress: called with the number of prompts finished.
+            seeds: one sampling seed per prompt, each used as if its prompt were generated
+                alone with that seed (prompt index 0): a server batching requests of different
+                seeds answers each exactly as it would alone. Overrides ``seed``.
         """
         params.validate()
         if not prompts:
@@ -105,6 +109,8 @@ class GenerationEngine:
             [params.max_new_tokens] * len(prompts)
         if len(limits) != len(prompts):
             raise ValueError("max_new_tokens needs one length per prompt")
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError("seeds needs one seed per prompt")
         dec = self.decoder
         for i, (p, lim) in enumerate(zip(prompts, limits, strict=True)):
             if len(p) == 0:
@@ -126,7 +132,7 @@ class GenerationEngine:
         cache = self._cache(params, length, len(prompts))
         run = _Run(self, cache, pipe, [list(p) for p in prompts], limits, seed=seed,
                    width=beams, greedy=params.greedy, stop_ids=set(stop_ids),
-                   progress=progress)
+                   progress=progress, seeds=seeds)
         return run.loop()
 
     # ---- internals ----------------------------------------------------------------------
@@ -198,10 +204,12 @@ class _Run:
 
     def __init__(self, engine: GenerationEngine, cache: StaticKVCache, pipe: LogitsPipeline,
                  prompts: list[list[int]], limits: list[int], *, seed: int, width: int,
-                 greedy: bool, stop_ids: set[int], progress):
+                 greedy: bool, stop_ids: set[int], progress, seeds=None):
         self.engine, self.cache, self.pipe = engine, cache, pipe
         self.prompts, self.limits = prompts, limits
         self.seed, self.width, self.greedy = seed, width, greedy
+        self.seeds = None if seeds is None else torch.tensor(
+            [int(s) for s in seeds], dtype=torch.long, device=engine.device)
         self.stop_ids, self.progress = stop_ids, progress
         self.dev = engine.device
         self.vocab = engine.decoder.vocab
@@ -305,10 +313,13 @@ class _Run:
             if self.greedy:
                 tok = scores.argmax(-1)
             else:
-                streams = torch.tensor([u.index for u in self.units], device=self.dev)
+                index = torch.tensor([u.index for u in self.units], device=self.dev)
                 steps = torch.tensor([len(u.out) for u in self.units], device=self.dev)
-                tok = sample_from_logits(self.pipe.warp(scores),
-                                         counter_uniforms(self.seed, streams, steps))
+                if self.seeds is None:
+                    u = counter_uniforms(self.seed, index, steps)
+                else:  # each prompt as if alone: its own seed, stream 0
+                    u = counter_uniforms(self.seeds[index], torch.zeros_like(index), steps)
+                tok = sample_from_logits(self.pipe.warp(scores), u)
         if self.seen is not None:
             self.seen[:n].scatter_(1, tok[:, None], True)
         if self.hist is not None:

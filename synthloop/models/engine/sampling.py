@@ -54,15 +54,17 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 15)
 
 
-def counter_uniforms(seed: int, streams: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+def counter_uniforms(seed: int | torch.Tensor, streams: torch.Tensor,
+                     steps: torch.Tensor) -> torch.Tensor:
     """One uniform number in [0, 1) per (seed, stream, step), as float32 with 24 random bits.
 
     Args:
-        seed: any non-negative integer.
+        seed: any non-negative integer, or an int64 tensor of one per row (``[n]``) — the same
+            value gives the same numbers either way.
         streams: int64 stream ids (the prompt's index), shape ``[n]``.
         steps: int64 step within each stream (tokens written so far), shape ``[n]``.
     """
-    s = int(seed)
+    s = seed if isinstance(seed, torch.Tensor) else int(seed)
     h = _mix32(steps + 0x9E3779B9)
     h = _mix32(h ^ _mix32(streams + 0x7F4A7C15))
     h = _mix32(h ^ (s & _M32))
