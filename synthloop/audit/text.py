@@ -126,10 +126,13 @@ def _doc_stats(lm, texts: Sequence[str], max_tokens: int):
     return token_stats(lm, texts, max_tokens=max_tokens)
 
 
-def _ai_share_metric(stats: dict, model: str, max_tokens: int) -> MetricResult | None:
+def _ai_share_metric(stats: dict, real_stats: list, model: str,
+                     max_tokens: int) -> MetricResult | None:
     """Estimated AI-generated share of the scored synthetic and real-holdout documents
-    (Fast-DetectGPT under the reference LM, shipped calibration at 1% false positives)."""
-    from synthloop.detect import estimate_share, shipped_calibration
+    (Fast-DetectGPT under the reference LM, 1% false positives), with the threshold checked
+    against the user's own real documents (:func:`synthloop.detect.domain_share_estimates`):
+    off the shipped calibration's domain it is recalibrated on them, or abstains."""
+    from synthloop.detect import domain_share_estimates, shipped_calibration
     from synthloop.detect.scores import fast_detectgpt
 
     if model != "smollm2-135m":
@@ -137,20 +140,17 @@ def _ai_share_metric(stats: dict, model: str, max_tokens: int) -> MetricResult |
     lengths = [st.n_tokens for v in stats.values() for st in v]
     cal = shipped_calibration("fast-detectgpt", 0.01, int(np.median(lengths)) if lengths
                               else max_tokens)
-    est = {}
-    for k, v in stats.items():
-        scores = np.array([fast_detectgpt(st) for st in v])
-        est[k] = estimate_share(list(scores > cal.threshold), cal)
-    if est["synthetic"]["share"] is None:
-        return None
+    scores = {k: [fast_detectgpt(st) for st in v] for k, v in stats.items()}
+    est = domain_share_estimates([fast_detectgpt(st) for st in real_stats], scores, cal)
     return MetricResult(
         name="ai_share", prop="provenance", value=est["synthetic"]["share"],
         baseline=est["holdout"]["share"], direction="target", range=(0, 1), score=None,
         description="estimated AI-generated share (Fast-DetectGPT under SmolLM2, 1% false "
-                    "positives on human prose; informational) — the baseline is the real "
-                    "holdout's own share",
+                    "positives on human text of the real data's kind; informational) — the "
+                    "baseline is the real holdout's own share",
         breakdown={"synthetic": est["synthetic"], "holdout": est["holdout"],
-                   "calibration": cal.to_dict()})
+                   "reference": est["reference"], "domain": est["domain"],
+                   "calibration": est["calibration"]})
 
 
 def audit_text(real: Sequence[str], synthetic: Sequence[str],
@@ -287,7 +287,10 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
             (0, math.inf), f"median per-document perplexity under {cfg.ppl_model} (first "
             f"{cfg.ppl_max_tokens} tokens of {k_} documents); far from real either way is drift",
             breakdown={"ks_vs_holdout": logks, "model": cfg.ppl_model, "docs": k_}))
-        share = _ai_share_metric(stats, cfg.ppl_model, cfg.ppl_max_tokens)
+        # the user's own real documents: what "human" looks like in this domain
+        r_idx = _sample(len(real), min(cfg.ppl_docs, len(real)), p_rng)
+        real_stats = _doc_stats(lm, [real[i] for i in r_idx], cfg.ppl_max_tokens)
+        share = _ai_share_metric(stats, real_stats, cfg.ppl_model, cfg.ppl_max_tokens)
         if share is not None:
             metrics.append(share)
 

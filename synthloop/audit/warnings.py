@@ -91,8 +91,13 @@ def warnings_for(metrics: list[MetricResult], *, margin_scale: float = 1.0) -> l
     out = []
     for m in metrics:
         if m.name == "ai_share":
+            # evidence that holds across domains: the holdout's share is above 5% at a
+            # threshold valid for the real data's kind, and it is flagged more often than the
+            # rest of the real data (one-sided Fisher p < 0.01)
             real = m.breakdown.get("holdout", {})
-            if real.get("low") is not None and real["low"] > 0.05 * margin_scale:
+            p_more = real.get("more_flagged_than_reference_p", 1.0)
+            if real.get("low") is not None and real["low"] > 0.05 * margin_scale \
+                    and p_more < 0.01:
                 out.append(AuditWarning(
                     prop=m.prop, metric=m.name, level="warning",
                     message=f"Provenance: the real held-out data looks partly AI-generated "

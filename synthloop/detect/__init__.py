@@ -5,8 +5,10 @@ from synthloop.detect.detector import (
     Calibration,
     Detector,
     calibrate,
+    domain_share_estimates,
     estimate_share,
     shipped_calibration,
 )
 
-__all__ = ["Calibration", "Detector", "calibrate", "estimate_share", "shipped_calibration"]
+__all__ = ["Calibration", "Detector", "calibrate", "domain_share_estimates", "estimate_share",
+           "shipped_calibration"]

@@ -154,3 +154,74 @@ class Detector:
         stats = token_stats(self.lm, texts, max_tokens=self.max_tokens, progress=progress)
         fn = METHODS[self.method]
         return (np.array([fn(s) for s in stats]), np.array([s.n_tokens for s in stats]))
+
+
+def _binom_sf(k: int, n: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p)."""
+    from scipy.stats import binom
+
+    return float(binom.sf(k - 1, n, p)) if k > 0 else 1.0
+
+
+def _more_flagged(k1: int, n1: int, k2: int, n2: int) -> float:
+    """One-sided Fisher exact p-value that sample 1 is flagged more often than sample 2."""
+    from scipy.stats import fisher_exact
+
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater")[1])
+
+
+def domain_share_estimates(reference: Sequence[float], samples: dict[str, Sequence[float]],
+                           shipped: Calibration, *, min_reference: int = 50,
+                           domain_alpha: float = 0.001,
+                           confidence: float = 0.95) -> dict:
+    """AI-share estimates that hold on the user's own domain, not only the calibration's.
+
+    ``reference`` are detector scores of text the user says is human (their real data);
+    ``samples`` the scores of the sets to estimate (e.g. synthetic, holdout).
+
+    1. If the reference is flagged at the shipped threshold no more often than the shipped
+       false-positive rate allows (one-sided binomial test at ``domain_alpha``), the text is
+       in the calibration's domain and the shipped calibration is used.
+    2. Otherwise the threshold is recalibrated at the reference's own (1 - fpr) quantile —
+       with at least ``min_reference`` reference texts; with fewer the estimate abstains
+       (``share`` None). The true-positive rate is then the shipped one, an assumption said
+       in ``domain``.
+
+    Every sample also gets ``more_flagged_than_reference_p``: the one-sided Fisher exact
+    p-value that it is flagged more often than the reference under the same threshold — the
+    evidence a warning about a set that should be human needs (a set drawn like the
+    reference is above it by chance only at that rate).
+    """
+    ref = np.asarray([x for x in reference if math.isfinite(x)], dtype=float)
+    k_ref = int((ref > shipped.threshold).sum())
+    p_domain = _binom_sf(k_ref, len(ref), shipped.fpr) if len(ref) else 1.0
+    out: dict = {"reference": {"n": len(ref), "flagged_at_shipped": k_ref,
+                               "p_in_shipped_domain": p_domain}}
+    if len(ref) and p_domain >= domain_alpha:
+        cal, domain = shipped, "shipped"
+    elif len(ref) >= min_reference:
+        thr = float(np.quantile(ref, 1 - shipped.fpr, method="higher"))
+        cal = Calibration(shipped.method, shipped.model, shipped.fpr, thr, shipped.tpr,
+                          len(ref), 0, shipped.length, "the real data (recalibrated)")
+        domain = (f"outside the shipped calibration ({k_ref} of {len(ref)} real texts flagged "
+                  f"at its {shipped.fpr:.0%} threshold): threshold recalibrated on the real "
+                  f"data; the share assumes the shipped true-positive rate")
+    else:
+        cal, domain = None, (f"abstained: the real data looks unlike the calibration's domain "
+                             f"and {len(ref)} texts are too few to recalibrate "
+                             f"(need {min_reference})")
+    out["domain"], out["calibration"] = domain, cal.to_dict() if cal else None
+    k_ref_cal = int((ref > cal.threshold).sum()) if cal else 0
+    for name, scores in samples.items():
+        s = np.asarray([x for x in scores if math.isfinite(x)], dtype=float)
+        if cal is None:
+            out[name] = {"n": len(s), "share": None, "low": None, "high": None}
+            continue
+        verdicts = list(s > cal.threshold)
+        est = estimate_share(verdicts, cal, confidence=confidence)
+        est["more_flagged_than_reference_p"] = _more_flagged(int(sum(verdicts)), len(s),
+                                                             k_ref_cal, len(ref))
+        out[name] = est
+    return out
