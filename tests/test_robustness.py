@@ -4,6 +4,7 @@ property-based fuzzer (hypothesis) makes of JSONL and CSV."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import string
 from pathlib import Path
@@ -83,7 +84,19 @@ COMMANDS = {
     "audit --real": lambda f, real: ["audit", "--real", str(f), "--synthetic", str(real),
                                      "--kind", "text", "--no-embeddings", "--ppl-docs", "0"],
     "watermark detect": lambda f, real: ["watermark", "detect", str(f)],
+    "detect": lambda f, real: ["detect", str(f), "--json", "d.json"],
+    "collapse --corpus": lambda f, real: ["collapse", "--corpus", str(f), "--out", "lab",
+                                          "--generations", "2", "--policies", "replace"],
+    "run": lambda f, real: ["run", str(_pipeline_for(f)), "--out", "run"],
 }
+
+
+def _pipeline_for(data: Path) -> Path:
+    """A one-step pipeline over ``data``, written beside it (not in the working folder)."""
+    p = data.parent / f"{data.name}.pipeline.yaml"
+    p.write_text(json.dumps({"name": "fuzz", "input": str(data), "steps": [
+        {"type": "quality", "min_words": 1, "rules": ["too_short"]}]}))
+    return p
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -208,14 +221,15 @@ def test_fuzz_csv_reader_raises_only_input_errors(header, rows, tmp_path):
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(lines=json_lines, command=st.sampled_from(["poison scan", "audit --synthetic"]))
+@given(lines=json_lines, command=st.sampled_from(["poison scan", "audit --synthetic", "run"]))
 def test_fuzz_commands_never_show_a_traceback(lines, command, tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz")
     f = d / "f.jsonl"
     f.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
     real = d / "real.jsonl"
     real.write_text(_jl([{"text": t} for t in GOOD]))
-    r = runner.invoke(app, COMMANDS[command](f, real))
+    with contextlib.chdir(d):  # commands that write, write here
+        r = runner.invoke(app, COMMANDS[command](f, real))
     assert r.exception is None or isinstance(r.exception, SystemExit), \
         f"{type(r.exception).__name__}: {r.exception}"
     if r.exit_code not in (0, 1):

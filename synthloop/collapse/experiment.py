@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -452,7 +453,14 @@ def run_collapse(cfg: CollapseConfig, progress: Progress | None = None,
     cfg.validate()
     policies = parse_policies(cfg.policies)
     t0 = time.perf_counter()
-    ctx = _prepare(cfg, progress)
+    out = Path(cfg.out)
+    fresh = not out.exists()
+    try:
+        ctx = _prepare(cfg, progress)
+    except BaseException:
+        if fresh:  # nothing trained yet: leave no folder that looks like a run
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     progress.log(f"data: {ctx.real_train.num_rows} train / {ctx.real_test.num_rows} test blocks "
                  f"of {cfg.block_tokens} tokens; model {cfg.model} "
                  f"({ctx.base.num_params():,} parameters) on {ctx.base.device}")

@@ -100,7 +100,7 @@ def _read_input(cfg: PipelineConfig, base_dir: Path) -> tuple[pa.Table, Path]:
         path = (base_dir / cfg.taxonomy).resolve()
         return read_taxonomy(path), path
     path = (base_dir / cfg.input).resolve()
-    return read_records(path, text_column=None), path
+    return read_records(path, text_column="text"), path  # a text column, if any, is checked
 
 
 RUN_PARTS = ("pipeline.json", "stages", "excluded", "data", "stats.json", "summary.json")
