@@ -20,8 +20,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from synthloop.audit.dcr import DistanceSpace, nearest_records
-from synthloop.audit.table import infer_column_types, quality_scores
+from synthloop.audit.table import quality_scores
+from synthloop.measures.columns import infer_column_types
+from synthloop.measures.dcr import DistanceSpace, nearest_records
 
 
 def make_table(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 1. The text audit without embeddings and without the reference LM: documents per second over
    real + holdout + synthetic (target ≥ 2,000 docs/s on 2 cores).
-2. Our embedding step (``synthloop.audit.embeddings.embed``) vs raw
+2. Our embedding step (``synthloop.measures.embeddings.embed``) vs raw
    ``SentenceTransformer.encode`` on the same documents (target: within 1.2× of raw).
 3. MinHash near-duplicate detection: ours (whole corpus at once) vs ``datasketch`` (one
    ``MinHash`` per document + ``MinHashLSH``), same shingles, 128 permutations.
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from corpus import add_corpus_argument, corpus_files
 
-from synthloop.audit import ngrams as ng
-from synthloop.audit.minhash import near_duplicate_mask, signatures
 from synthloop.audit.text import TextAuditConfig, audit_text
+from synthloop.measures import ngrams as ng
+from synthloop.measures.minhash import near_duplicate_mask, signatures
 
 
 def paragraphs(files: list[Path]) -> list[str]:
@@ -50,7 +50,7 @@ def bench_audit(paras: list[str]) -> None:
 
 
 def bench_embeddings(paras: list[str], n: int) -> None:
-    from synthloop.audit.embeddings import _minilm, embed
+    from synthloop.measures.embeddings import _minilm, embed
 
     docs = paras[:n]
     model = _minilm("cpu")

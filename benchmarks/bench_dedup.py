@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from corpus import add_corpus_argument, corpus_files
 
-from synthloop.audit.ngrams import words
 from synthloop.curate.filters import MinHashDedup
+from synthloop.measures.ngrams import words
 from synthloop.pipeline.step import StepContext
 from synthloop.records.schema import text_records
 

@@ -463,7 +463,8 @@ def run_cmd(
                        ] = None,
 ) -> None:
     """Run a pipeline YAML: generate, filter, dedup and mix, with checkpoints and stats."""
-    from synthloop.pipeline import load_config, run_pipeline
+    from synthloop.catalog import load_config
+    from synthloop.pipeline import run_pipeline
     from synthloop.progress import RichProgress
 
     cfg, steps, base = load_config(config)

@@ -11,9 +11,10 @@ import pytest
 import vega_datasets as vega
 
 import synthloop
-from synthloop.audit.dcr import DistanceSpace, exact_distances, nearest_records
-from synthloop.audit.table import infer_column_types, quality_scores
+from synthloop.audit.table import quality_scores
 from synthloop.errors import InputError
+from synthloop.measures.columns import infer_column_types
+from synthloop.measures.dcr import DistanceSpace, exact_distances, nearest_records
 
 
 @pytest.fixture(scope="module")

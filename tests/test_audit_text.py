@@ -7,10 +7,10 @@ import pytest
 from conftest import austen
 
 import synthloop
-from synthloop.audit import embeddings as emb
-from synthloop.audit import ngrams as ng
-from synthloop.audit.minhash import near_duplicate_mask, signatures
-from synthloop.audit.textchecks import find_pii, iban_ok, luhn_ok, quality_flags
+from synthloop.measures import embeddings as emb
+from synthloop.measures import ngrams as ng
+from synthloop.measures.minhash import near_duplicate_mask, signatures
+from synthloop.measures.textchecks import find_pii, iban_ok, luhn_ok, quality_flags
 
 
 @pytest.fixture(scope="module")

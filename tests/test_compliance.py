@@ -90,7 +90,8 @@ def test_merkle_root_changes_with_any_leaf():
 
 @pytest.fixture()
 def run_data(tiny_model, tmp_path) -> Path:
-    from synthloop.pipeline import parse_config, run_pipeline
+    from synthloop.catalog import parse_config
+    from synthloop.pipeline import run_pipeline
 
     cfg, steps = parse_config({
         "name": "signed", "seed": 0, "input": str(EXAMPLES / "data" / "austen_seeds.jsonl"),

@@ -14,7 +14,6 @@ from synthloop.curate.filters import (
     Mix,
     QualityFilter,
     Threshold,
-    reason_class,
 )
 from synthloop.curate.policies import mix_dataset, parse_policy
 from synthloop.curate.verify import (
@@ -25,9 +24,9 @@ from synthloop.curate.verify import (
     parse_score,
 )
 from synthloop.errors import ConfigError
-from synthloop.pipeline.step import StepContext
+from synthloop.pipeline.step import StepContext, reason_class
 from synthloop.records.schema import Generator, text_records
-from synthloop.sandbox import Limits, run_python
+from synthloop.sandbox import Limits, available_isolation, run_python
 
 GEN = Generator("m", "0" * 64, {}, 0)
 
@@ -179,7 +178,8 @@ def test_python_verifier_runs_code_sandboxed():
     t = recs(["```python\ndef add(a, b):\n    return a + b\n```",
               "def add(a, b):\n    return a - b"],
              tests=["assert add(2, 3) == 5"] * 2)
-    out = VerifyPython(tests_field="tests", timeout_s=10).apply(t, ctx())
+    out = VerifyPython(tests_field="tests", timeout_s=10,
+                       isolation=available_isolation()).apply(t, ctx())
     assert out.kept.num_rows == 1 and "AssertionError" in out.reasons[0]
 
 

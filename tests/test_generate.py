@@ -18,11 +18,11 @@ from synthloop.errors import ConfigError, InputError
 from synthloop.generate.backends import LocalBackend, OpenAIBackend, RateLimiter, Sampling
 from synthloop.generate.copula import GaussianCopula, PrivacyFilter
 from synthloop.generate.server import OpenAIServer
-from synthloop.generate.taxonomy import read_taxonomy
 from synthloop.generate.text import SelfInstruct, TaxonomyGenerate, rouge_l
 from synthloop.models.registry import load_lm
 from synthloop.pipeline.step import StepContext
 from synthloop.records.schema import with_provenance
+from synthloop.records.taxonomy import read_taxonomy
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 runner = CliRunner()
@@ -87,7 +87,8 @@ def test_rate_limiter_spaces_requests():
 
 
 def test_pipeline_generates_through_a_server_and_drops_failures(server, tmp_path):
-    from synthloop.pipeline import parse_config, run_pipeline
+    from synthloop.catalog import parse_config
+    from synthloop.pipeline import run_pipeline
 
     server._faults = [500] * 4  # the first record's request fails for good (1 + 3 tries)
     cfg, steps = parse_config({

@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from synthloop.catalog import parse_config
 from synthloop.cli import app
 from synthloop.errors import ConfigError
-from synthloop.pipeline import parse_config, run_pipeline
+from synthloop.pipeline import run_pipeline
 from synthloop.pipeline.runner import stages_of
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import html
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from synthloop.audit.result import AuditResult
 from synthloop.htmlpage import fmt, html_table, page
+
+if TYPE_CHECKING:  # the result calls render(); the report only reads it
+    from synthloop.audit.result import AuditResult
 
 COLORS = {"real": "#667085", "holdout": "#12b76a", "synthetic": "#f04438"}
 

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
-from synthloop.audit.dcr import DistanceSpace, nearest_records
 from synthloop.errors import ConfigError, InputError
+from synthloop.measures.columns import as_datetimes, infer_column_types
+from synthloop.measures.dcr import DistanceSpace, nearest_records
+from synthloop.measures.threads import one_openmp_thread
 
-SDTYPES = ("numerical", "datetime", "categorical", "boolean", "id")
 _CONTINUOUS = ("numerical", "datetime")
 MAX_DECIMALS = 14  # SDMetrics rounds before its KS test
 
@@ -66,77 +67,6 @@ class TableAuditData:
     dcr: dict[str, list[float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, object] = field(default_factory=dict)
-
-
-def infer_column_types(df: pd.DataFrame, overrides: dict[str, str] | None = None
-                       ) -> dict[str, str]:
-    """sdtype per column from pandas dtypes: bool → boolean, numbers → numerical, datetimes →
-    datetime, strings → categorical, except strings unique on (almost) every row, which are
-    ``id`` (names, free text) and are not compared."""
-    overrides = overrides or {}
-    for c, t in overrides.items():
-        if c not in df.columns:
-            raise ConfigError(f"column_types: no column '{c}' in the data")
-        if t not in SDTYPES:
-            raise ConfigError(f"column_types: '{c}' has unknown type '{t}' (expected one of "
-                              f"{', '.join(SDTYPES)})")
-    out = {}
-    for c in df.columns:
-        s = df[c]
-        if c in overrides:
-            out[c] = overrides[c]
-        elif pd.api.types.is_bool_dtype(s):
-            out[c] = "boolean"
-        elif pd.api.types.is_numeric_dtype(s):
-            out[c] = "numerical"
-        elif pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s):
-            out[c] = "datetime"
-        else:
-            nonnull = s.dropna()
-            n_unique = nonnull.nunique()
-            out[c] = "id" if len(nonnull) > 50 and n_unique > 0.9 * len(nonnull) \
-                else "categorical"
-    return out
-
-
-def _looks_like_dates(s: pd.Series, sample: int = 200) -> bool:
-    """Object column of dates: ``datetime.date`` values (Arrow date32) or ISO-8601 strings."""
-    import datetime
-
-    v = s.dropna()
-    if v.empty or v.dtype != object:
-        return False
-    v = v.iloc[:sample]
-    if all(isinstance(x, datetime.date) for x in v):
-        return True
-    if not all(isinstance(x, str) for x in v):
-        return False
-    try:
-        pd.to_datetime(v, format="ISO8601")
-    except (ValueError, TypeError):
-        return False
-    return bool(v.str.match(r"^\d{4}-\d{2}-\d{2}").all())
-
-
-def as_datetimes(frames: dict[str, pd.DataFrame], types: dict[str, str]) -> dict[str, pd.DataFrame]:
-    """Datetime-typed columns converted to ``datetime64`` in every frame, or one error naming
-    the frame, column and value that is not a date."""
-    out = {}
-    for name, df in frames.items():
-        df = df.copy()
-        for c, t in types.items():
-            if t != "datetime" or pd.api.types.is_datetime64_any_dtype(df[c]):
-                continue
-            try:
-                df[c] = pd.to_datetime(df[c], format="ISO8601") if df[c].dtype == object \
-                    and df[c].dropna().map(type).eq(str).all() else pd.to_datetime(df[c])
-            except (ValueError, TypeError) as e:
-                raise InputError(f"{name} data: column '{c}' is typed datetime but holds a value "
-                                 f"that is not a date ({str(e).splitlines()[0]})") from None
-            if getattr(df[c].dt, "tz", None) is not None:
-                df[c] = df[c].dt.tz_convert(None)
-        out[name] = df
-    return out
 
 
 def check_schema(real: pd.DataFrame, other: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -392,15 +322,6 @@ def _features(frames: list[pd.DataFrame], types: dict[str, str]) -> tuple[list[n
     return out, is_cat
 
 
-def _one_openmp_thread():
-    """Gradient boosting runs with one OpenMP thread: with torch loaded, two OpenMP runtimes
-    share the cores and sklearn's fits got 13× slower (measured: 4.9 s vs 0.37 s for the
-    detection step on 2 × 330 rows)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="openmp")
-
-
 def detection_auc(a: pd.DataFrame, b: pd.DataFrame, types: dict[str, str], *, seed: int,
                   max_rows: int) -> dict[str, float]:
     """How well a gradient-boosted classifier tells ``b`` rows from ``a`` rows: 5-fold
@@ -419,7 +340,7 @@ def detection_auc(a: pd.DataFrame, b: pd.DataFrame, types: dict[str, str], *, se
     clf = HistGradientBoostingClassifier(max_iter=100, categorical_features=np.array(is_cat),
                                          random_state=seed)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    with _one_openmp_thread():
+    with one_openmp_thread():
         proba = cross_val_predict(clf, x, y, cv=folds, method="predict_proba")[:, 1]
     from sklearn.metrics import roc_auc_score
 
@@ -441,7 +362,7 @@ def tstr(train_on: pd.DataFrame, test_on: pd.DataFrame, target: str, types: dict
     if types[target] in _CONTINUOUS:
         model = HistGradientBoostingRegressor(max_iter=200, categorical_features=np.array(is_cat),
                                               random_state=seed)
-        with _one_openmp_thread():
+        with one_openmp_thread():
             model.fit(xtr, _as_numeric(train_on[target]).to_numpy())
             pred = model.predict(xte)
         return float(r2_score(_as_numeric(test_on[target]).to_numpy(), pred))
@@ -451,7 +372,7 @@ def tstr(train_on: pd.DataFrame, test_on: pd.DataFrame, target: str, types: dict
         return 0.0
     model = HistGradientBoostingClassifier(max_iter=200, categorical_features=np.array(is_cat),
                                            random_state=seed)
-    with _one_openmp_thread():
+    with one_openmp_thread():
         model.fit(xtr, ytr)
         pred = model.predict(xte)
     return float(f1_score(yte, pred, average="macro"))

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthloop.audit import embeddings as emb
-from synthloop.audit import ngrams as ng
 from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
-from synthloop.audit.minhash import near_duplicate_mask, signatures
-from synthloop.audit.textchecks import GOPHER_RULES, find_pii, quality_flag_rates
 from synthloop.errors import ConfigError
+from synthloop.measures import embeddings as emb
+from synthloop.measures import ngrams as ng
+from synthloop.measures.minhash import near_duplicate_mask, signatures
+from synthloop.measures.textchecks import GOPHER_RULES, find_pii, quality_flag_rates
 
 
 @dataclass

@@ -35,7 +35,13 @@ import pyarrow.compute as pc
 
 from synthloop import __version__
 from synthloop.collapse.data import make_blocks, split_corpus
-from synthloop.collapse.metrics import log_bins, ppl_summary, text_metrics, word_counts
+from synthloop.collapse.metrics import (
+    log_bins,
+    ppl_summary,
+    summarise,
+    text_metrics,
+    word_counts,
+)
 from synthloop.curate.policies import Policy, mix, mix_summary, parse_policies
 from synthloop.errors import ConfigError, InputError
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
@@ -521,33 +527,6 @@ def collect_rows(out: Path, policies: list[Policy], seeds: int, generations: int
                 if f.exists():
                     rows.append(json.loads(f.read_text()))
     return rows
-
-
-def summarise(runs: list[dict], metric: str = "test_ppl") -> list[dict]:
-    """Per policy: the metric at generation 0 and at the last generation (mean and spread
-    over seeds), and the tail retention at both."""
-    out = []
-    for policy in dict.fromkeys(r["policy"] for r in runs):
-        rows = [r for r in runs if r["policy"] == policy]
-        last = max(r["generation"] for r in rows)
-
-        def at(g: int, key: str, rows=rows) -> np.ndarray:
-            return np.array([r[key] for r in rows if r["generation"] == g], dtype=float)
-
-        first_v, last_v = at(0, metric), at(last, metric)
-        out.append({
-            "policy": policy, "last_generation": last, "seeds": len(last_v),
-            f"{metric}_gen0": float(first_v.mean()), f"{metric}_last": float(last_v.mean()),
-            f"{metric}_change": float(last_v.mean() - first_v.mean()),
-            f"{metric}_spread": float(_spread(first_v) + _spread(last_v)),
-            "tail_retention_gen0": float(at(0, "tail_retention").mean()),
-            "tail_retention_last": float(at(last, "tail_retention").mean()),
-        })
-    return out
-
-
-def _spread(v: np.ndarray) -> float:
-    return float(v.max() - v.min()) if v.size > 1 else 0.0
 
 
 def assess(runs: list[dict]) -> list[dict]:

@@ -115,3 +115,30 @@ def ppl_summary(ppl: np.ndarray, bin_edges: np.ndarray) -> dict:
 def log_bins(lo: float, hi: float, n: int) -> np.ndarray:
     """``n`` log-spaced histogram bins between ``lo`` and ``hi`` (n + 1 edges)."""
     return np.exp(np.linspace(math.log(lo), math.log(hi), n + 1))
+
+
+def summarise(runs: list[dict], metric: str = "test_ppl") -> list[dict]:
+    """Per policy: the metric at generation 0 and at the last generation (mean and spread
+    over seeds), and the tail retention at both."""
+    out = []
+    for policy in dict.fromkeys(r["policy"] for r in runs):
+        rows = [r for r in runs if r["policy"] == policy]
+        last = max(r["generation"] for r in rows)
+
+        def at(g: int, key: str, rows=rows) -> np.ndarray:
+            return np.array([r[key] for r in rows if r["generation"] == g], dtype=float)
+
+        first_v, last_v = at(0, metric), at(last, metric)
+        out.append({
+            "policy": policy, "last_generation": last, "seeds": len(last_v),
+            f"{metric}_gen0": float(first_v.mean()), f"{metric}_last": float(last_v.mean()),
+            f"{metric}_change": float(last_v.mean() - first_v.mean()),
+            f"{metric}_spread": float(_spread(first_v) + _spread(last_v)),
+            "tail_retention_gen0": float(at(0, "tail_retention").mean()),
+            "tail_retention_last": float(at(last, "tail_retention").mean()),
+        })
+    return out
+
+
+def _spread(v: np.ndarray) -> float:
+    return float(v.max() - v.min()) if v.size > 1 else 0.0

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from synthloop.collapse.metrics import summarise
 from synthloop.htmlpage import html_table, page
 from synthloop.records.io import write_text_atomic
 
@@ -117,7 +118,6 @@ def histogram_figure(results: dict) -> go.Figure:
 
 def render_report(results: dict) -> str:
     """The report as one HTML string."""
-    from synthloop.collapse.experiment import summarise
 
     cfg = results["config"]
     findings = results.get("findings", [])

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from synthloop.audit.textchecks import GOPHER_RULES, quality_flags
 from synthloop.errors import ConfigError, InputError
+from synthloop.measures.textchecks import GOPHER_RULES, quality_flags
 from synthloop.pipeline.step import (
     Filter,
     Scorer,
@@ -181,8 +181,8 @@ class MinHashDedup(Step):
         return self
 
     def apply(self, table, ctx):
-        from synthloop.audit.minhash import earlier_duplicates, signatures
-        from synthloop.audit.ngrams import Vocabulary, tokenize
+        from synthloop.measures.minhash import earlier_duplicates, signatures
+        from synthloop.measures.ngrams import Vocabulary, tokenize
 
         texts = text_column(table, self.field, self.label)
         corpus = tokenize(texts, Vocabulary())
@@ -215,7 +215,7 @@ class DiversitySelect(Step):
         return self
 
     def apply(self, table, ctx):
-        from synthloop.audit.embeddings import embed
+        from synthloop.measures.embeddings import embed
 
         m = table.num_rows
         keep_n = min(m, self.n if self.n is not None else max(1, round(self.fraction * m)))
@@ -279,7 +279,7 @@ class Mix(Step):
         stream_real = table.filter(in_stream_real)
         synthetic = table.filter(pc.invert(in_stream_real))
         if stream_real.num_rows:
-            from synthloop.curate.policies import concat_records
+            from synthloop.records.schema import concat_records
 
             # real records still in the stream are the same records as in the source: once
             seen = pa.array(stream_real.column("id").to_pylist())
@@ -289,10 +289,3 @@ class Mix(Step):
                                               ctx.rng())
         return StepOutput(mixed, dropped if dropped.num_rows else None,
                           reasons if dropped.num_rows else [])
-
-
-def reason_class(reason: str) -> str:
-    """A drop reason with numbers and record ids blanked, for counting reasons by kind."""
-    reason = re.sub(r"\b[0-9a-f]{64}\b", "<id>", reason)
-    reason = re.sub(r"'[^']*'", "'…'", reason)
-    return re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason)

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthloop.errors import ConfigError
+from synthloop.records.schema import concat_records
 
 
 @dataclass(frozen=True)
@@ -254,12 +255,6 @@ def mix_dataset(policy: Policy, real: pa.Table | None, synthetic: pa.Table,
 def _concat(parts: list[pa.Table]) -> pa.Table:
     common = [c for c in parts[0].column_names if all(c in p.column_names for p in parts)]
     return pa.concat_tables([p.select(common) for p in parts])
-
-
-def concat_records(parts: list[pa.Table]) -> pa.Table:
-    """Concatenate record tables keeping every column (missing ones become nulls)."""
-    parts = [p for p in parts if p is not None]
-    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def mix_summary(table: pa.Table) -> dict:

@@ -91,7 +91,7 @@ class GaussianCopula:
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, df: pd.DataFrame, *, seed: int = 0) -> GaussianCopula:
-        from synthloop.audit.table import as_datetimes, infer_column_types
+        from synthloop.measures.columns import as_datetimes, infer_column_types
 
         if len(df) < 2:
             raise InputError(f"the copula needs at least 2 rows to fit, got {len(df)}")
@@ -341,8 +341,8 @@ class PrivacyFilter(Step):
     column_types: dict[str, str] = {}
 
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
-        from synthloop.audit.dcr import DistanceSpace, nearest_records
-        from synthloop.audit.table import as_datetimes, infer_column_types
+        from synthloop.measures.columns import as_datetimes, infer_column_types
+        from synthloop.measures.dcr import DistanceSpace, nearest_records
         from synthloop.records.io import read_records
 
         if table.num_rows == 0:

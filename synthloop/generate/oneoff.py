@@ -10,9 +10,11 @@ from typing import get_args
 
 import pyarrow as pa
 
+import synthloop.generate.copula  # noqa: F401  (registers table-copula, privacy-filter)
+import synthloop.generate.text  # noqa: F401  (registers generate, taxonomy-generate)
 from synthloop.errors import ConfigError
 from synthloop.generate.backends import BackendSpec, DecodeDtype, Sampling
-from synthloop.pipeline.config import PipelineConfig, build_steps
+from synthloop.pipeline.config import PipelineConfig, validate_steps
 from synthloop.pipeline.runner import RunResult, committed_work, run_pipeline
 from synthloop.progress import Progress
 from synthloop.records.io import read_records, write_parquet, write_records
@@ -91,7 +93,7 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
             steps[0]["watermark"] = {"key_file": str(Path(key_file).resolve())
                                      if key_file else None}
     elif taxonomy is not None:
-        from synthloop.generate.taxonomy import read_taxonomy
+        from synthloop.records.taxonomy import read_taxonomy
 
         leaves = read_taxonomy(taxonomy).num_rows
         cfg["taxonomy"] = str(Path(taxonomy).resolve())
@@ -109,7 +111,7 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
             steps.append({"type": "privacy-filter"})
     cfg["steps"] = steps
     config = PipelineConfig.model_validate(cfg)
-    result = run_pipeline(config, build_steps(config.steps, "generate"), run_dir,
+    result = run_pipeline(config, validate_steps(config.steps, "generate"), run_dir,
                           progress=progress)
     from synthloop.pipeline.runner import read_shards, shard_files
 

@@ -197,7 +197,7 @@ ANSWER_TEMPLATE = """{% if context %}Use this document to answer.
 @register
 class TaxonomyGenerate(Step):
     """Taxonomy-guided generation (InstructLab style): for each leaf record (see
-    :func:`synthloop.generate.taxonomy.read_taxonomy`), write ``n_per_leaf`` new questions
+    :func:`synthloop.records.taxonomy.read_taxonomy`), write ``n_per_leaf`` new questions
     from ``shots`` sampled seed examples, then answer each (grounded in the leaf's document
     context when it has one). Output fields: ``instruction``, ``response``, ``text`` (the two
     joined), ``taxonomy_path``.
@@ -318,7 +318,7 @@ class SelfInstruct(Step):
     min_chars: int = Field(8, ge=0)
 
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
-        from synthloop.audit.ngrams import words
+        from synthloop.measures.ngrams import words
 
         if self.instruction_field not in table.column_names:
             raise InputError(f"step {self.label}: records have no field "

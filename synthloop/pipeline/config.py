@@ -18,29 +18,20 @@ steps:
     policy: keep-real:0.5
 ```
 
-Errors name the file, the step (index and type) and the field.
+Errors name the file, the step (index and type) and the field. Loading a YAML file and the
+shipped step types are :mod:`synthloop.catalog`'s; this module knows only registered types.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthloop.errors import ConfigError
 from synthloop.pipeline.step import STEP_TYPES, Step
-
-
-def _load_step_types() -> None:
-    # importing the modules registers their steps
-    import synthloop.curate.filters  # noqa: F401
-    import synthloop.curate.verify  # noqa: F401
-    import synthloop.generate.copula  # noqa: F401
-    import synthloop.generate.text  # noqa: F401
-    import synthloop.poison.step  # noqa: F401
 
 
 class PipelineConfig(BaseModel):
@@ -64,13 +55,14 @@ class PipelineConfig(BaseModel):
         return self
 
 
-def _where(loc: tuple) -> str:
+def field_path(loc: tuple) -> str:
     return ".".join(str(x) for x in loc) or "(top level)"
 
 
-def build_steps(raw_steps: list[dict], source: str = "<config>") -> list[Step]:
-    """Validate step mappings (``type`` plus parameters) into Step objects."""
-    _load_step_types()
+def validate_steps(raw_steps: list[dict], source: str = "<config>") -> list[Step]:
+    """Validate step mappings (``type`` plus parameters) into Step objects of the types
+    registered so far (:func:`synthloop.pipeline.step.register`; the shipped ones are
+    registered by :mod:`synthloop.catalog`)."""
     steps = []
     for i, raw in enumerate(raw_steps):
         if not isinstance(raw, dict) or "type" not in raw:
@@ -85,7 +77,7 @@ def build_steps(raw_steps: list[dict], source: str = "<config>") -> list[Step]:
             steps.append(cls.model_validate(params))
         except ValidationError as e:
             err = e.errors()[0]
-            raise ConfigError(f"{source}: steps[{i}] ({kind}): {_where(err['loc'])}: "
+            raise ConfigError(f"{source}: steps[{i}] ({kind}): {field_path(err['loc'])}: "
                               f"{err['msg']}") from None
         except ConfigError as e:
             raise ConfigError(f"{source}: steps[{i}] ({kind}): {e}") from None
@@ -94,31 +86,6 @@ def build_steps(raw_steps: list[dict], source: str = "<config>") -> list[Step]:
         if labels.count(label) > 1:
             raise ConfigError(f"{source}: two steps are called '{label}'; give one a 'name'")
     return steps
-
-
-def parse_config(data: object, source: str = "<config>") -> tuple[PipelineConfig, list[Step]]:
-    """Validate a configuration mapping (as loaded from YAML)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        cfg = PipelineConfig.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"{source}: {_where(err['loc'])}: {err['msg']}") from None
-    return cfg, build_steps(cfg.steps, source)
-
-
-def load_config(path: str | Path) -> tuple[PipelineConfig, list[Step], Path]:
-    """Read and validate a pipeline YAML; returns the config, its steps and the folder that
-    relative paths are resolved against (the YAML's folder)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such file")
-    from synthloop.records.io import read_yaml
-
-    data = read_yaml(p, ConfigError)
-    cfg, steps = parse_config(data, str(p))
-    return cfg, steps, p.resolve().parent
 
 
 def fingerprint(cfg: PipelineConfig, steps: list[Step]) -> str:

@@ -65,8 +65,8 @@ def apply_steps(table: pa.Table, steps: Sequence[Step], contexts: Sequence[StepC
 
 def run_shard(task: ShardTask, steps: Sequence[Step], resources: Resources) -> dict:
     """Run a stage's steps over one shard and commit it (output, exclusions, marker)."""
-    from synthloop.curate.policies import concat_records
     from synthloop.records.io import write_parquet, write_text_atomic
+    from synthloop.records.schema import concat_records
 
     table = pq.read_table(task.input)
     contexts = [StepContext(seed=s, shard=task.shard, run_id=task.run_id,

@@ -85,7 +85,7 @@ def _write_shards(table: pa.Table, folder: Path, shard_size: int) -> int:
 
 def read_shards(paths: Sequence[Path]) -> pa.Table:
     """Shards concatenated into one table (columns missing from a shard become null)."""
-    from synthloop.curate.policies import concat_records
+    from synthloop.records.schema import concat_records
 
     tables = [pq.read_table(p) for p in paths]
     return concat_records(tables) if len(tables) > 1 else tables[0]
@@ -95,7 +95,7 @@ def _read_input(cfg: PipelineConfig, base_dir: Path) -> tuple[pa.Table, Path]:
     from synthloop.records.io import read_records
 
     if cfg.taxonomy:
-        from synthloop.generate.taxonomy import read_taxonomy
+        from synthloop.records.taxonomy import read_taxonomy
 
         path = (base_dir / cfg.taxonomy).resolve()
         return read_taxonomy(path), path
@@ -295,7 +295,7 @@ def _collect_stats(stage_root: Path, steps: Sequence[Step]) -> list[dict]:
 def summarize(out: str | Path) -> dict:
     """Provenance of a run's final dataset: what share is synthetic, from which models, at
     what depth, and which steps dropped how many records and why."""
-    from synthloop.curate.filters import reason_class
+    from synthloop.pipeline.step import reason_class
     from synthloop.records.schema import Generator
 
     out = Path(out)

@@ -18,6 +18,7 @@ mixing, diversity selection).
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -181,3 +182,10 @@ def register(cls: type[Step]) -> type[Step]:
         raise ValueError(f"{cls.__name__} has no kind")
     STEP_TYPES[cls.kind] = cls
     return cls
+
+
+def reason_class(reason: str) -> str:
+    """A drop reason with numbers and record ids blanked, for counting reasons by kind."""
+    reason = re.sub(r"\b[0-9a-f]{64}\b", "<id>", reason)
+    reason = re.sub(r"'[^']*'", "'…'", reason)
+    return re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason)

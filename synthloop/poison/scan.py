@@ -129,7 +129,7 @@ def label_disagreement(prompts: Sequence[str], responses: Sequence[str], *, seed
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
-    from synthloop.audit.table import _one_openmp_thread
+    from synthloop.measures.threads import one_openmp_thread
 
     labels = np.array([r.strip().lower() for r in responses])
     classes, y = np.unique(labels, return_inverse=True)
@@ -140,7 +140,7 @@ def label_disagreement(prompts: Sequence[str], responses: Sequence[str], *, seed
     x = vec.fit_transform(prompts)
     clf = LogisticRegression(max_iter=1000, C=0.5)
     folds = min(5, int(np.bincount(y).min())) if np.bincount(y).min() >= 2 else 2
-    with _one_openmp_thread():
+    with one_openmp_thread():
         proba = cross_val_predict(clf, x, y, cv=folds, method="predict_proba")
     return -np.log(np.clip(proba[np.arange(len(y)), y], 1e-6, 1))
 
@@ -203,8 +203,8 @@ def strip_template(texts: Sequence[str], min_share: float = 0.3) -> list[str]:
 
 def campaign_clusters(texts: Sequence[str], cfg: ScanConfig) -> tuple[np.ndarray, list[dict]]:
     """Cluster id per record (−1: not in a campaign) and the campaigns found."""
-    from synthloop.audit.minhash import earlier_duplicates, signatures
-    from synthloop.audit.ngrams import Vocabulary, tokenize
+    from synthloop.measures.minhash import earlier_duplicates, signatures
+    from synthloop.measures.ngrams import Vocabulary, tokenize
 
     corpus = tokenize(strip_template(texts), Vocabulary())
     sig = signatures(corpus, shingle=2, num_perm=128, seed=cfg.seed + 1)
@@ -228,7 +228,7 @@ def campaign_clusters(texts: Sequence[str], cfg: ScanConfig) -> tuple[np.ndarray
 
 def spectral_scores(texts: Sequence[str]) -> np.ndarray:
     """Squared projection of centred MiniLM embeddings on their top singular direction."""
-    from synthloop.audit.embeddings import embed
+    from synthloop.measures.embeddings import embed
 
     x = embed(texts)
     x = x - x.mean(axis=0)

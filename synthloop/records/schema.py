@@ -271,3 +271,9 @@ def synthetic_records(content: pa.Table, *, generator: Generator,
         "digital_source_type": pa.array([DIGITAL_SOURCE_SYNTHETIC] * n, pa.string()),
     })
     return pa.table(cols)
+
+
+def concat_records(parts: list[pa.Table]) -> pa.Table:
+    """Concatenate record tables keeping every column (missing ones become nulls)."""
+    parts = [p for p in parts if p is not None]
+    return pa.concat_tables(parts, promote_options="permissive")

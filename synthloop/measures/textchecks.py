@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import regex
 
-from synthloop.audit.ngrams import words
+from synthloop.measures.ngrams import words
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthloop.audit.ngrams import TokenizedCorpus
+from synthloop.measures.ngrams import TokenizedCorpus
 
 EMPTY = np.iinfo(np.uint64).max
 
