@@ -97,19 +97,34 @@ def test_max_depth_uses_the_generation_column():
     assert out.reasons == ["generation 3 > max depth 2"]
 
 
-@pytest.mark.parametrize("spec,real_kept,syn_kept", [
-    ("replace", 0, 30), ("accumulate", 100, 30), ("keep-real:0.25", 10, 30),
-    ("max-depth:1", 100, 20),
+@pytest.mark.parametrize("spec,n_real,real_kept,syn_kept", [
+    ("replace", 100, 0, 30), ("accumulate", 100, 100, 30), ("max-depth:1", 100, 100, 20),
+    # keep-real holds the set at the real set's size; too few synthetic records shrink it
+    ("keep-real:0.25", 100, 10, 30), ("keep-real:0.5", 40, 20, 20),
+    # real-share keeps every synthetic record and adds real ones for the share
+    ("real-share:0.25", 100, 10, 30), ("real-share:0.5", 40, 30, 30),
 ])
-def test_mix_dataset_policies(spec, real_kept, syn_kept):
-    real = recs([f"real {i}" for i in range(100)], origin="real")
+def test_mix_dataset_policies(spec, n_real, real_kept, syn_kept):
+    real = recs([f"real {i}" for i in range(n_real)], origin="real")
     syn = pa.concat_tables([recs([f"syn {i}" for i in range(20)], generation=1),
                             recs([f"deep {i}" for i in range(10)], generation=2)])
     mixed, dropped, reasons = mix_dataset(parse_policy(spec), real, syn,
                                           np.random.default_rng(0))
     origins = mixed.column("origin").to_pylist()
     assert origins.count("real") == real_kept and origins.count("synthetic") == syn_kept
-    assert dropped.num_rows == len(reasons) == 130 - mixed.num_rows
+    assert dropped.num_rows == len(reasons) == n_real + 30 - mixed.num_rows
+
+
+def test_a_policy_name_means_the_same_data_in_the_lab_and_the_pipeline():
+    from synthloop.curate.policies import mix
+
+    real = recs([f"real {i}" for i in range(50)], origin="real")
+    syn = recs([f"syn {i}" for i in range(50)], generation=1)
+    for spec in ("keep-real:0.3", "real-share:0.3", "replace", "accumulate"):
+        lab = mix(parse_policy(spec), real, {1: syn}, 1, np.random.default_rng(5))
+        pipe, _, _ = mix_dataset(parse_policy(spec), real, syn, np.random.default_rng(5))
+        assert sorted(lab.column("text").to_pylist()) == \
+            sorted(pipe.column("text").to_pylist()), spec
 
 
 def test_mix_step_reads_real_data_and_refuses_collapse_only_policies(tmp_path):

@@ -247,8 +247,10 @@ class DiversitySelect(Step):
 @register
 class Mix(Step):
     """Mix the synthetic records with real data under a policy (``replace``, ``accumulate``,
-    ``keep-real:p``, ``max-depth:k``; the collapse lab's implementation). ``real`` defaults
-    to the pipeline input; records already in the stream that are real are counted as real."""
+    ``keep-real:p`` — a set of the real set's size, share p real —, ``real-share:p`` — every
+    synthetic record plus real ones for share p —, ``max-depth:k``; the collapse lab's
+    implementation, same meaning). ``real`` defaults to the pipeline input; records already in
+    the stream that are real are counted as real."""
 
     kind = "mix"
     scope = "global"
@@ -261,9 +263,9 @@ class Mix(Step):
         from synthloop.curate.policies import parse_policy
 
         p = parse_policy(self.policy)
-        if p.kind not in ("replace", "accumulate", "keep-real", "max-depth"):
+        if p.kind not in ("replace", "accumulate", "keep-real", "real-share", "max-depth"):
             raise ValueError(f"policy '{self.policy}' is a collapse-lab policy; use replace, "
-                             f"accumulate, keep-real:P or max-depth:K")
+                             f"accumulate, keep-real:P, real-share:P or max-depth:K")
         return self
 
     def apply(self, table, ctx):

@@ -3,12 +3,19 @@
 Policies are pure functions of tables and a seeded RNG, so the mix of every generation is
 reproducible and its provenance (origin, generation) is carried row by row. The collapse lab
 (:func:`mix`: a training set per generation) and the curation pipeline (:func:`mix_dataset`:
-one real set and one synthetic set of any depths) use these same policies.
+one real set and one synthetic set of any depths) use these same policies, and a name means
+the same data in both: ``keep-real`` and ``real-share`` are one implementation each
+(:func:`keep_real`, :func:`real_share`).
 
 ================================  ===========================================================
 ``replace``                       only the newest synthetic data (Shumailov et al. 2024)
 ``keep-real:p``                   a fraction ``p`` of real records, the rest newest synthetic;
-                                  total size equals the real set's
+                                  total size equals the real set's (smaller only when too few
+                                  synthetic records exist: then all of them, and real records
+                                  for the share ``p``)
+``real-share:p``                  every (newest) synthetic record, plus real records so that
+                                  the real share is ``p`` (capped by the real records there
+                                  are): the set grows with the synthetic data
 ``accumulate``                    real data plus every synthetic set so far (Gerstgrasser et
                                   al. 2024); grows each generation
 ``accumulate-subsample``          a uniform sample, of the real set's size, from the
@@ -128,6 +135,8 @@ def parse_policy(spec: str) -> Policy:
         return Policy(spec, kind)
     if kind == "keep-real" and len(parts) == 2:
         return Policy(spec, kind, real_fraction=_fraction(parts[1], spec, closed_one=True))
+    if kind == "real-share" and len(parts) == 2:
+        return Policy(spec, kind, real_fraction=_fraction(parts[1], spec, closed_one=True))
     if kind == "max-depth" and len(parts) == 2:
         try:
             k = int(parts[1])
@@ -142,8 +151,8 @@ def parse_policy(spec: str) -> Policy:
                               f"(known: {', '.join(sorted(_FILTERS))})")
         return Policy(spec, kind, filter_name=parts[1],
                       filter_fraction=_fraction(parts[2], spec, closed_one=False))
-    raise ConfigError(f"unknown policy '{spec}' (use replace, keep-real:P, accumulate, "
-                      f"accumulate-subsample, max-depth:K or filter:NAME:Q)")
+    raise ConfigError(f"unknown policy '{spec}' (use replace, keep-real:P, real-share:P, "
+                      f"accumulate, accumulate-subsample, max-depth:K or filter:NAME:Q)")
 
 
 def parse_policies(text: str) -> list[Policy]:
@@ -185,10 +194,12 @@ def mix(policy: Policy, real: pa.Table, synthetic: Mapping[int, pa.Table], gener
     if policy.kind in ("replace", "filter"):
         return _take(newest, rng.choice(newest.num_rows, n, replace=False))
     if policy.kind == "keep-real":
-        k = round(policy.real_fraction * n)
-        parts = [_take(real, rng.choice(n, k, replace=False)),
-                 _take(newest, rng.choice(newest.num_rows, n - k, replace=False))]
-        return _concat(parts)
+        real_rows, syn_rows = keep_real(n, newest.num_rows, policy.real_fraction, rng)
+        return _concat([_take(real, real_rows), _take(newest, syn_rows)])
+    if policy.kind == "real-share":
+        real_rows = real_share(n, n, policy.real_fraction, rng)
+        syn_rows = rng.choice(newest.num_rows, n, replace=False)
+        return _concat([_take(real, real_rows), _take(newest, syn_rows)])
     if policy.kind == "max-depth":
         return within_depth(_concat([real] + [synthetic[g] for g in range(1, generation + 1)]),
                             policy.max_depth)
@@ -198,6 +209,27 @@ def mix(policy: Policy, real: pa.Table, synthetic: Mapping[int, pa.Table], gener
     if policy.kind == "accumulate-subsample":
         return _take(pool, rng.choice(pool.num_rows, n, replace=False))
     raise ValueError(f"unknown policy kind {policy.kind}")
+
+
+def keep_real(n_real: int, n_synthetic: int, p: float, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``keep-real:p``: row indices (real, synthetic) of a set of ``n_real`` records, a share
+    ``p`` of them real; when fewer than ``n_real - round(p·n_real)`` synthetic records exist,
+    the set shrinks to all of them plus real records for the share ``p``."""
+    total = n_real
+    if n_synthetic < total - round(p * total):
+        total = n_real if p >= 1 else min(n_real, math.floor(n_synthetic / (1 - p) + 1e-9))
+    k = min(round(p * total), n_real)
+    real_rows = rng.choice(n_real, k, replace=False)
+    syn_rows = rng.choice(n_synthetic, min(total - k, n_synthetic), replace=False)
+    return real_rows, syn_rows
+
+
+def real_share(n_real: int, n_synthetic: int, p: float, rng: np.random.Generator) -> np.ndarray:
+    """``real-share:p``: row indices of the real records to add to ``n_synthetic`` synthetic
+    ones for a real share of ``p`` (every real record when there are too few)."""
+    want = n_real if p >= 1 else round(p * n_synthetic / (1 - p))
+    return rng.choice(n_real, min(want, n_real), replace=False)
 
 
 def depth_mask(table: pa.Table, max_depth: int) -> np.ndarray:
@@ -221,7 +253,9 @@ def mix_dataset(policy: Policy, real: pa.Table | None, synthetic: pa.Table,
     ==================  ======================================================================
     ``replace``         synthetic only; real records are left out
     ``accumulate``      all real + all synthetic
-    ``keep-real:p``     all synthetic plus a seeded sample of real records so that the real
+    ``keep-real:p``     a set of the real set's size, a share ``p`` real (seeded samples of
+                        both; smaller when synthetic records are too few)
+    ``real-share:p``    all synthetic plus a seeded sample of real records so that the real
                         share is ``p`` (capped by the real records available)
     ``max-depth:k``     all real + synthetic records at most ``k`` hops from real data
     ==================  ======================================================================
@@ -238,18 +272,27 @@ def mix_dataset(policy: Policy, real: pa.Table | None, synthetic: pa.Table,
         reasons = [f"generation {g} > max depth {policy.max_depth}"
                    for g, k in zip(gens, keep, strict=True) if not k]
         return both.filter(pa.array(keep)), both.filter(pa.array(~keep)), reasons
-    if policy.kind == "keep-real":
+    if policy.kind in ("keep-real", "real-share"):
         p = policy.real_fraction
-        n_syn = synthetic.num_rows
-        want = real.num_rows if p >= 1 else round(p * n_syn / (1 - p))
-        k = min(want, real.num_rows)
         chosen = np.zeros(real.num_rows, dtype=bool)
-        chosen[rng.choice(real.num_rows, k, replace=False)] = True
-        reason = f"policy keep-real:{p:g}: real record not sampled"
-        return (concat_records([real.filter(pa.array(chosen)), synthetic]),
-                real.filter(pa.array(~chosen)), [reason] * int((~chosen).sum()))
+        kept_syn = np.ones(synthetic.num_rows, dtype=bool)
+        if policy.kind == "keep-real":
+            real_rows, syn_rows = keep_real(real.num_rows, synthetic.num_rows, p, rng)
+            kept_syn[:] = False
+            kept_syn[syn_rows] = True
+        else:
+            real_rows = real_share(real.num_rows, synthetic.num_rows, p, rng)
+        chosen[real_rows] = True
+        dropped = concat_records([real.filter(pa.array(~chosen)),
+                                  synthetic.filter(pa.array(~kept_syn))])
+        reasons = ([f"policy {policy.spec}: real record not sampled"] * int((~chosen).sum())
+                   + [f"policy {policy.spec}: synthetic record not sampled"]
+                   * int((~kept_syn).sum()))
+        return (concat_records([real.filter(pa.array(chosen)),
+                                synthetic.filter(pa.array(kept_syn))]), dropped, reasons)
     raise ConfigError(f"policy '{policy.spec}' mixes collapse-lab generations; the pipeline's "
-                      f"mix step takes replace, accumulate, keep-real:P or max-depth:K")
+                      f"mix step takes replace, accumulate, keep-real:P, real-share:P or "
+                      f"max-depth:K")
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:
