@@ -38,7 +38,10 @@ def reply(status: int, body: str = OK, headers: dict | None = None):
             h.send_header(k, v)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
-        h.wfile.write(data)
+        try:
+            h.wfile.write(data)
+        except OSError:  # the client hung up (as it should on an oversized body)
+            pass
     return run
 
 
