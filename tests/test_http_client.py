@@ -3,6 +3,7 @@ every response is bounded, whatever the server sends."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -38,10 +39,8 @@ def reply(status: int, body: str = OK, headers: dict | None = None):
             h.send_header(k, v)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
-        try:
+        with contextlib.suppress(OSError):  # the client hung up (oversized body)
             h.wfile.write(data)
-        except OSError:  # the client hung up (as it should on an oversized body)
-            pass
     return run
 
 
