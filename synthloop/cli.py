@@ -376,32 +376,13 @@ def detect(
     estimated AI-generated share with a confidence interval."""
     import json
 
-    import numpy as np
+    from synthloop.detect import detect_dataset
+    from synthloop.records.io import write_records, write_text_atomic
 
-    from synthloop.audit import load_texts
-    from synthloop.detect import Detector, calibrate, estimate_share, shipped_calibration
-    from synthloop.errors import ConfigError
-    from synthloop.records.io import write_text_atomic
-
-    if not 0 < fpr < 1:
-        raise ConfigError(f"--fpr must be in (0, 1), got {fpr}")
-    texts = load_texts(data, text_field=text_field)
-    human_texts = load_texts(human, text_field=text_field) if human else None
-    det = Detector(model, method=method, max_tokens=max_tokens, device=device)
-    err_console.print(f"[dim]· scoring {len(texts)} records with {method} under {model}[/]")
-    scores, n_tok = det.score(texts)
-    if human_texts is not None:
-        h, _ = det.score(human_texts)
-        cal = calibrate(h, fpr, method=method, model=model, length=max_tokens,
-                        source=f"--human {human}")
-    else:
-        if model != "smollm2-135m":
-            raise ConfigError("the shipped calibration is for smollm2-135m; pass --human to "
-                              "calibrate another model")
-        median_len = int(np.median(n_tok)) if len(n_tok) else max_tokens
-        cal = shipped_calibration(method, fpr, median_len)
-    verdicts = [bool(s > cal.threshold) for s in scores]
-    share = estimate_share(verdicts, cal)
+    rep = detect_dataset(data, fpr=fpr, human=human, method=method, model=model,
+                         max_tokens=max_tokens, text_field=text_field, device=device,
+                         progress=lambda msg: err_console.print(f"[dim]· {msg}[/]"))
+    cal, share = rep.calibration, rep.share
     console.print(f"{share['flagged']} of {share['n']} records flagged as AI-generated "
                   f"(threshold {cal.threshold:.3f} at {cal.fpr:.0%} false positives on human "
                   f"text; calibration: {cal.source})", highlight=False)
@@ -409,29 +390,12 @@ def detect(
         console.print(f"estimated AI-generated share {share['share']:.1%} "
                       f"(95% CI {share['low']:.1%}–{share['high']:.1%})", highlight=False)
     if out:
-        import pyarrow as pa
-
-        from synthloop.records.io import read_records, write_records
-
-        if Path(data).suffix.lower() in (".txt", ".text", ".md") or Path(data).is_dir():
-            table = pa.table({"text": texts})
-        else:
-            table = read_records(data, text_column=text_field)
-        detector = f"{method}@{model} fpr={cal.fpr} threshold={cal.threshold:.4f}"
-        table = table.append_column("ai_score", pa.array(
-            [float(x) if np.isfinite(x) else None for x in scores], pa.float64()))
-        table = table.append_column("ai_generated", pa.array(verdicts, pa.bool_()))
-        table = table.append_column("ai_detector", pa.array([detector] * len(verdicts)))
-        write_records(table, out)
+        write_records(rep.scored_records(data, text_field), out)
         console.print(f"records: {out}")
     if json_path:
-        records = [{"index": i, "score": None if not np.isfinite(s) else float(s),
-                    "tokens": int(t), "ai_generated": v}
-                   for i, (s, t, v) in enumerate(zip(scores, n_tok, verdicts, strict=True))]
-        write_text_atomic(json.dumps({"method": method, "model": model,
-                                      "calibration": cal.to_dict(), "share": share,
-                                      "records": records}, indent=1) + "\n", json_path)
+        write_text_atomic(json.dumps(rep.to_dict(), indent=1) + "\n", json_path)
         console.print(f"json: {json_path}")
+
 
 def _print_run(result) -> None:
     table = Table(title="pipeline steps")
@@ -606,29 +570,12 @@ def poison_scan(
     tied to a phrase, near-identical injection campaigns, embedding outliers."""
     import json
 
-    import pyarrow as pa
+    from synthloop.poison import ScanConfig, scan_dataset, write_quarantine
+    from synthloop.records.io import write_text_atomic
 
-    from synthloop.errors import InputError
-    from synthloop.poison.scan import ScanConfig, scan, split_fields
-    from synthloop.records.io import read_records, write_parquet, write_text_atomic
-
-    prompt_field, text_field = split_fields(field)
-    table = read_records(data, text_column=text_field,
-                         required=[f for f in (prompt_field, text_field) if f])
-
-    def strings(name: str) -> list[str]:
-        col = table.column(name)
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            raise InputError(f"{data}: field '{name}' has type {col.type}, expected string")
-        values = col.to_pylist()
-        if col.null_count:
-            raise InputError(f"{data}: row {values.index(None)}: field '{name}' is null")
-        return values
-
-    texts = strings(text_field)
-    prompts = strings(prompt_field) if prompt_field else None
-    err_console.print(f"[dim]· scanning {len(texts):,} records[/]")
-    res = scan(texts, prompts=prompts, cfg=ScanConfig(embeddings=embeddings, seed=seed))
+    err_console.print(f"[dim]· scanning {data}[/]")
+    table, res = scan_dataset(data, field=field,
+                              config=ScanConfig(embeddings=embeddings, seed=seed))
     ids = table.column("id").to_pylist()
     console.print(f"{int(res.flagged.sum()):,} of {res.n:,} records flagged "
                   f"({res.mode} anomalies)", highlight=False)
@@ -639,16 +586,8 @@ def poison_scan(
         console.print(f"  campaign: {c['records']} near-identical records, e.g. "
                       f"{c['example'][:80]!r}", highlight=False)
     if quarantine:
-        flags = pa.array(res.flagged)
-        q = table.filter(flags)
-        q = q.append_column("poison_score", pa.array(res.score[res.flagged], pa.float64()))
-        q = q.append_column("poison_reasons", pa.array(
-            ["; ".join(r) for r, f in zip(res.reasons, res.flagged, strict=True) if f],
-            pa.string()))
-        write_parquet(q, quarantine / "quarantine.parquet")
-        write_parquet(table.filter(pa.compute.invert(flags)), quarantine / "clean.parquet")
-        console.print(f"quarantine: {quarantine / 'quarantine.parquet'} ({q.num_rows:,}); "
-                      f"clean: {quarantine / 'clean.parquet'}")
+        q_path, clean_path = write_quarantine(table, res, quarantine)
+        console.print(f"quarantine: {q_path} ({int(res.flagged.sum()):,}); clean: {clean_path}")
     if json_path:
         write_text_atomic(json.dumps(res.to_dict(ids), indent=1) + "\n", json_path)
         console.print(f"json: {json_path}")
@@ -731,29 +670,17 @@ def provenance_manifest(
 ) -> None:
     """Write a Croissant 1.1 manifest (validated with mlcroissant) with lineage, disclosure
     and a Merkle root of the records, and sign it."""
-    import os
+    from synthloop.compliance.manifest import publish_manifest
 
-    from synthloop.compliance.manifest import (
-        SIGNING_KEY_ENV,
-        build_manifest,
-        load_signing_key,
-        sign_manifest,
-        validate_manifest,
-    )
-
-    if sign is None:
-        sign = key_file is not None or bool(os.environ.get(SIGNING_KEY_ENV))
-    key = load_signing_key(key_file) if sign else None
-    path = build_manifest(dataset, name=name, url=url, license_url=license_url)
-    errors, warnings = validate_manifest(path)
-    console.print(f"manifest: {path} (mlcroissant: {len(errors)} errors, {len(warnings)} "
-                  f"warnings)", highlight=False)
-    for w in warnings:
+    pub = publish_manifest(dataset, key_file=key_file, sign=sign, name=name, url=url,
+                           license_url=license_url)
+    console.print(f"manifest: {pub.path} (mlcroissant: {len(pub.errors)} errors, "
+                  f"{len(pub.warnings)} warnings)", highlight=False)
+    for w in pub.warnings:
         console.print(f"  [dim]warning: {w}[/]", highlight=False)
-    if key is not None:
-        console.print(f"signature: {sign_manifest(path, key)}")
+    if pub.signature is not None:
+        console.print(f"signature: {pub.signature}")
     else:
-        Path(str(path) + ".sig").unlink(missing_ok=True)  # a stale signature would mislead
         console.print("[yellow]not signed[/]: pass --key-file (or set $SYNTHLOOP_SIGNING_KEY) "
                       "to sign; verify will report the missing signature")
 

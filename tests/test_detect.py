@@ -92,7 +92,7 @@ def test_detect_cli_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and "line 1" in r.stderr
     r = subprocess.run([sys.executable, "-m", "synthloop.cli", "detect", str(bad), "--fpr", "2"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "--fpr" in r.stderr
+    assert r.returncode == 2 and "fpr must be in (0, 1), got 2" in r.stderr
 
 
 @pytest.mark.slow

@@ -154,7 +154,7 @@ def test_cli_scan_writes_report_and_quarantine(chunks, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--field", "body"], "missing column 'body'"),
-    (["--field", "a,b,c"], "--field must be FIELD or PROMPT_FIELD,RESPONSE_FIELD"),
+    (["--field", "a,b,c"], "field must be FIELD or PROMPT_FIELD,RESPONSE_FIELD"),
 ])
 def test_cli_bad_field_is_one_line(tmp_path, args, message):
     data = tmp_path / "d.jsonl"

@@ -21,6 +21,7 @@ from synthloop.audit.result import AuditResult
 from synthloop.audit.table import TableAuditConfig
 from synthloop.audit.text import TextAuditConfig
 from synthloop.errors import ConfigError, InputError
+from synthloop.records.io import load_texts
 
 __all__ = ["AuditResult", "AuditWarning", "MetricResult", "TableAuditConfig", "TextAuditConfig",
            "audit", "load_table", "load_texts"]
@@ -35,25 +36,6 @@ def _drop_provenance(df: pd.DataFrame) -> pd.DataFrame:
 
     meta = (*PROVENANCE_COLUMNS, *MARKING_COLUMNS)
     return df.drop(columns=[c for c in df.columns if c in meta])
-
-
-def load_texts(path: str | Path, *, text_field: str = "text") -> list[str]:
-    """Documents of a text dataset: JSONL/CSV/Parquet (the ``text_field`` column) or plain
-    text (a ``.txt`` file or a folder of them, split into paragraphs at blank lines)."""
-    from synthloop.records.io import TEXT_SUFFIXES, read_records, read_text_corpus
-
-    p = Path(path)
-    if p.suffix.lower() in TEXT_SUFFIXES or (p.is_dir() and not any(p.glob("*.parquet"))):
-        docs = []
-        for _, text in read_text_corpus(p):
-            docs.extend(" ".join(par.split()) for par in text.split("\n\n") if par.strip())
-        return docs
-    table = read_records(p, text_column=text_field)
-    if text_field not in table.column_names:
-        have = ", ".join(c for c in table.column_names if not c.startswith("_"))
-        raise InputError(f"{p}: no '{text_field}' column (columns: {have}); pass "
-                         f"--text-field NAME")
-    return table.column(text_field).to_pylist()
 
 
 def load_table(path: str | Path) -> pd.DataFrame:

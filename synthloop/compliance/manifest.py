@@ -477,3 +477,39 @@ def verify_dataset(path: str | Path, *, public_key: str | None = None,
         rep.problems.append(f"record {rid}: added" + (f" (×{c})" if c > 1 else ""))
         named += 1
     return rep
+
+
+@dataclass
+class PublishedManifest:
+    """What :func:`publish_manifest` wrote: the manifest, mlcroissant's findings, the
+    signature (None when unsigned)."""
+
+    path: Path
+    errors: list[str]
+    warnings: list[str]
+    signature: Path | None
+
+
+def publish_manifest(dataset: str | Path, *, key_file: str | Path | None = None,
+                     sign: bool | None = None, name: str | None = None,
+                     url: str | None = None, license_url: str | None = None
+                     ) -> PublishedManifest:
+    """Build, validate and (maybe) sign a dataset's manifest: ``synthloop provenance
+    manifest``.
+
+    ``sign``: None signs when a key is at hand (``key_file`` or ``$SYNTHLOOP_SIGNING_KEY``);
+    True requires one (an error without); False never signs. An unsigned manifest removes a
+    signature left from before, which would describe other bytes.
+    """
+    if sign is None:
+        sign = key_file is not None or bool(os.environ.get(SIGNING_KEY_ENV))
+    key = load_signing_key(key_file) if sign else None
+    path = build_manifest(dataset, name=name, url=url, license_url=license_url)
+    errors, warnings = validate_manifest(path)
+    signature = None
+    if key is not None:
+        signature = sign_manifest(path, key)
+    else:
+        Path(str(path) + ".sig").unlink(missing_ok=True)
+    return PublishedManifest(path, list(errors), list(warnings), signature)
+

@@ -343,7 +343,7 @@ def split_fields(spec: str) -> tuple[str | None, str]:
     from synthloop.errors import ConfigError
 
     if not _FIELD_RE.match(spec):
-        raise ConfigError(f"--field must be FIELD or PROMPT_FIELD,RESPONSE_FIELD, got '{spec}'")
+        raise ConfigError(f"field must be FIELD or PROMPT_FIELD,RESPONSE_FIELD, got '{spec}'")
     parts = spec.split(",")
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 

@@ -298,6 +298,25 @@ def read_records(path: str | Path, *, text_column: str | None = "text",
     return with_provenance(table)
 
 
+def load_texts(path: str | Path, *, text_field: str = "text") -> list[str]:
+    """Documents of a text dataset: JSONL/CSV/Parquet (the ``text_field`` column) or plain
+    text (a ``.txt`` file or a folder of them, split into paragraphs at blank lines — the
+    unit of a text audit, detection or watermark scan; :func:`read_records` reads a ``.txt``
+    file as one record)."""
+    p = Path(path)
+    if p.suffix.lower() in TEXT_SUFFIXES or (p.is_dir() and not any(p.glob("*.parquet"))):
+        docs = []
+        for _, text in read_text_corpus(p):
+            docs.extend(" ".join(par.split()) for par in text.split("\n\n") if par.strip())
+        return docs
+    table = read_records(p, text_column=text_field)
+    if text_field not in table.column_names:
+        have = ", ".join(c for c in table.column_names if not c.startswith("_"))
+        raise InputError(f"{p}: no '{text_field}' column (columns: {have}); name the text "
+                         f"column (text_field, --text-field)")
+    return table.column(text_field).to_pylist()
+
+
 def _umask() -> int:
     """The process's umask, read without changing it (Linux), else by setting it back."""
     try:
