@@ -57,6 +57,7 @@ from synthloop.records.io import (
     write_text_atomic,
 )
 from synthloop.records.schema import Generator, text_records
+from synthloop.seeds import derive_seed31
 
 PPL_BINS = log_bins(1.0, 1e4, 48)
 
@@ -155,11 +156,6 @@ class CollapseConfig:
     def fingerprint(self) -> str:
         d = {k: v for k, v in self.to_dict().items() if k not in self.GROWABLE}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 31-bit seed derived from ``parts`` (stable across machines and Python versions)."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big") >> 1
 
 
 @dataclass
@@ -265,7 +261,7 @@ def _prepare(cfg: CollapseConfig, progress: Progress) -> _Context:
 
 def _train(ctx: _Context, table: pa.Table, seed: int, label: str) -> tuple[LanguageModel, dict]:
     cfg = ctx.cfg
-    model = ctx.base.fresh(derive_seed(seed, "init"))
+    model = ctx.base.fresh(derive_seed31(seed, "init"))
     ids = model.encode(table.column("text").to_pylist())
     t0 = time.perf_counter()
     state = {"started": False}
@@ -276,7 +272,7 @@ def _train(ctx: _Context, table: pa.Table, seed: int, label: str) -> tuple[Langu
             state["started"] = True
         ctx.progress.advance()
 
-    losses = model.train(ids, train_params(cfg), seed=derive_seed(seed, label, "order"),
+    losses = model.train(ids, train_params(cfg), seed=derive_seed31(seed, label, "order"),
                          progress=tick)
     return model, {"train_seconds": time.perf_counter() - t0, "train_steps": len(losses),
                    "train_loss_final": float(np.mean(losses[-max(1, len(losses) // 10):]))}
@@ -294,7 +290,7 @@ def _generate(ctx: _Context, model: LanguageModel, n_cand: int, seed: int, k: in
     generation-0 ``scorer``. Prompts cycle through the real train blocks in order."""
     cfg = ctx.cfg
     params = GenParams(**{**cfg.decoding.to_dict(), "max_new_tokens": cfg.new_tokens})
-    sample_seed = derive_seed(seed, k, "sample")
+    sample_seed = derive_seed31(seed, k, "sample")
     rows = [i % len(ctx.prompts) for i in range(n_cand)]
     t0 = time.perf_counter()
     ctx.progress.stage(f"{label}: generate", n_cand)
@@ -411,7 +407,7 @@ def _step(ctx: _Context, policy: Policy, seed: int, k: int, scorer: LanguageMode
     synthetic = {j: read_parquet(base_dir / f"gen{j - 1}" / "synthetic.parquet")
                  for j in range(1, k + 1)}
     train_table = mix(policy, ctx.real_train, synthetic, k,
-                      np.random.default_rng(derive_seed(seed, policy.spec, k, "mix")))
+                      np.random.default_rng(derive_seed31(seed, policy.spec, k, "mix")))
     write_parquet(train_table, d / "train.parquet")
     label = f"seed {seed} {policy.spec} gen {k}"
     model, row = _train(ctx, train_table, seed, f"{policy.spec}/gen{k}")

@@ -17,7 +17,6 @@ folder is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -40,12 +39,7 @@ from synthloop.pipeline.step import Resources, Step, StepContext
 from synthloop.progress import NullProgress, Progress
 from synthloop.records.io import remove_orphan_temporaries, write_parquet, write_text_atomic
 from synthloop.records.schema import utc_now
-
-
-def derive_seed(base: int, *parts: object) -> int:
-    """A 63-bit seed from the pipeline seed and a position (stage, step, shard)."""
-    h = hashlib.sha256(json.dumps([base, *parts]).encode()).digest()
-    return int.from_bytes(h[:8], "big") >> 1
+from synthloop.seeds import derive_seed
 
 
 def stages_of(steps: Sequence[Step]) -> list[list[int]]:
