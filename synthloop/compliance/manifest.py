@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthloop.errors import ConfigError, InputError
+from synthloop.pipeline.folder import RunFolder
 
 MANIFEST = "_croissant.json"
 LEAVES = "_records.sha256"
@@ -178,8 +179,9 @@ def provenance_summary(path: str | Path) -> dict:
         out["digital_source_types"] = {
             d["values"]: d["counts"] for d in pc.value_counts(t["digital_source_type"])
             .to_pylist() if d["values"]}
-    excluded = Path(path) / ".." / "excluded"
-    if Path(path).is_dir() and excluded.is_dir():
+    run = RunFolder.of_data(path)
+    excluded = run.excluded if run else None
+    if excluded is not None and excluded.is_dir():
         drops: Counter = Counter()
         for f in sorted(excluded.glob("*.parquet")):
             for d in pc.value_counts(_read_table(f, columns=["drop_step"])["drop_step"]) \
@@ -192,14 +194,8 @@ def provenance_summary(path: str | Path) -> dict:
 def _run_meta(folder: Path) -> dict:
     """A pipeline run's metadata when ``folder`` is its ``data/`` (else empty), with the
     resolved input path."""
-    meta_path = folder / ".." / "pipeline.json"
-    if not meta_path.is_file():
-        return {}
-    meta = _read_json(meta_path)
-    done = folder / ".." / "stages" / "00-input" / "_DONE"
-    if done.is_file():
-        meta["source"] = _read_json(done).get("source")
-    return meta
+    run = RunFolder.of_data(folder)
+    return run.read_meta() if run else {}
 
 
 def build_manifest(path: str | Path, *, name: str | None = None, description: str | None = None,

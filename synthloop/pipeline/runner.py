@@ -1,13 +1,6 @@
 """Run a pipeline into a run folder, checkpointing every shard; summarise its provenance.
 
-Run folder::
-
-    OUT/pipeline.json          config, fingerprint, run id, start time (fixed at first start)
-    OUT/stages/NN-LABEL/       each stage's output shards part-XXXXX.parquet + .done markers
-    OUT/excluded/              every dropped record with drop_step and drop_reason
-    OUT/data/                  the final dataset (Parquet shards)
-    OUT/stats.json             per step: records in/out/dropped, seconds
-    OUT/summary.json           provenance: synthetic share, generators, depths, drops by step
+The run folder's layout is :class:`~synthloop.pipeline.folder.RunFolder`'s.
 
 Consecutive shard-scope steps form one stage and run shard by shard (in parallel on the
 executor); a global step is a stage of its own over the whole dataset. A rerun with the same
@@ -35,6 +28,7 @@ from synthloop.pipeline.executors import (
     apply_steps,
     make_executor,
 )
+from synthloop.pipeline.folder import RunFolder
 from synthloop.pipeline.step import Resources, Step, StepContext
 from synthloop.progress import NullProgress, Progress
 from synthloop.records.io import remove_orphan_temporaries, write_parquet, write_text_atomic
@@ -97,24 +91,13 @@ def _read_input(cfg: PipelineConfig, base_dir: Path) -> tuple[pa.Table, Path]:
     return read_records(path, text_column="text"), path  # a text column, if any, is checked
 
 
-RUN_PARTS = ("pipeline.json", "stages", "excluded", "data", "stats.json", "summary.json")
-
-
 def committed_work(out: Path) -> bool:
     """True once a run in ``out`` has committed a shard or stage past reading its input."""
-    stages = out / "stages"
-    if not stages.is_dir():
-        return False
-    for d in stages.iterdir():
-        if d.name.startswith("00-") or not d.is_dir():
-            continue
-        if (d / "_DONE").exists() or any(d.glob("part-*.done")):
-            return True
-    return False
+    return RunFolder(Path(out)).committed_work()
 
 
 def _clear_run(out: Path) -> None:
-    for name in RUN_PARTS:
+    for name in RunFolder.PARTS:
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -123,7 +106,7 @@ def _clear_run(out: Path) -> None:
 
 
 def _open_run(cfg: PipelineConfig, steps: Sequence[Step], out: Path) -> dict:
-    meta_path = out / "pipeline.json"
+    meta_path = RunFolder(out).meta_path
     fp = fingerprint(cfg, list(steps))
     if out.is_dir():
         remove_orphan_temporaries(out)  # left by a killed writer; never part of a result
@@ -166,7 +149,7 @@ def run_pipeline(cfg: PipelineConfig, steps: Sequence[Step], out: str | Path, *,
         if not committed_work(out):
             if fresh:
                 shutil.rmtree(out, ignore_errors=True)
-            elif (out / "pipeline.json").exists():
+            elif RunFolder(out).meta_path.exists():
                 _clear_run(out)
         raise
 
@@ -174,8 +157,8 @@ def run_pipeline(cfg: PipelineConfig, steps: Sequence[Step], out: str | Path, *,
 def _run(cfg: PipelineConfig, steps: Sequence[Step], out: Path, base_dir: Path,
          executor: str | None, workers: int | None, progress: Progress) -> RunResult:
     meta = _open_run(cfg, steps, out)
-    stage_root = out / "stages"
-    input_dir = stage_root / "00-input"
+    run = RunFolder(out)
+    input_dir = run.input_stage
     source: Path | None = None
     if not (input_dir / "_DONE").is_file():
         table, source = _read_input(cfg, base_dir)
@@ -192,8 +175,8 @@ def _run(cfg: PipelineConfig, steps: Sequence[Step], out: Path, base_dir: Path,
     try:
         for s_idx, members in enumerate(stages_of(steps), start=1):
             stage_steps = [steps[i] for i in members]
-            folder = stage_root / f"{s_idx:02d}-{stage_steps[0].label}"
-            exc_dir = out / "excluded"
+            folder = run.stage(s_idx, stage_steps[0].label)
+            exc_dir = run.excluded
             folder.mkdir(parents=True, exist_ok=True)
             exc_dir.mkdir(parents=True, exist_ok=True)
             if not (folder / "_DONE").is_file():
@@ -208,13 +191,12 @@ def _run(cfg: PipelineConfig, steps: Sequence[Step], out: Path, base_dir: Path,
             prev = folder
     finally:
         ex.close()
-    data = out / "data"
-    _publish(prev, data)
-    stats = _collect_stats(stage_root, steps)
-    write_text_atomic(json.dumps(stats, indent=2), out / "stats.json")
+    _publish(prev, run.data)
+    stats = _collect_stats(run.stages, steps)
+    write_text_atomic(json.dumps(stats, indent=2), run.stats_path)
     summary = summarize(out)
-    write_text_atomic(json.dumps(summary, indent=2), out / "summary.json")
-    return RunResult(out, data, out / "excluded", stats, summary)
+    write_text_atomic(json.dumps(summary, indent=2), run.summary_path)
+    return RunResult(out, run.data, run.excluded, stats, summary)
 
 
 def _run_sharded(stage_steps, members, s_idx, prev, folder, exc_dir, cfg, meta, base_dir,
@@ -293,7 +275,7 @@ def summarize(out: str | Path) -> dict:
     from synthloop.records.schema import Generator
 
     out = Path(out)
-    parts = shard_files(out / "data")
+    parts = shard_files(RunFolder(Path(out)).data)
     data = read_shards(parts) if parts else pa.table({"origin": pa.array([], pa.string())})
     n = data.num_rows
     origins = Counter(data.column("origin").to_pylist()) if n else Counter()
@@ -313,7 +295,7 @@ def summarize(out: str | Path) -> dict:
         paths = Counter(p for p in data.column("taxonomy_path").to_pylist() if p)
         summary["taxonomy_paths"] = dict(sorted(paths.items()))
     drops: dict[str, dict] = defaultdict(lambda: {"records": 0, "reasons": Counter()})
-    for p in sorted((out / "excluded").glob("*.parquet")):
+    for p in sorted(RunFolder(Path(out)).excluded.glob("*.parquet")):
         t = pq.read_table(p, columns=["drop_step", "drop_reason"])
         for step, reason in zip(t.column("drop_step").to_pylist(),
                                 t.column("drop_reason").to_pylist(), strict=True):
