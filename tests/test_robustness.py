@@ -351,3 +351,24 @@ def test_max_new_tokens_beyond_the_models_context_is_one_error_line(tiny_model, 
                             "--n", "1", "--max-new-tokens", "600", "--out", str(out)])
     _one_error_line(r, "max_new_tokens is 600", "at most 512 positions")
     assert list(tmp_path.iterdir()) == [prompts]
+
+
+@pytest.mark.parametrize("step, message", [
+    ({"type": "generate", "watermark": {"key_file": "no-such.key"}}, "no-such.key"),
+    ({"type": "generate", "backend": {"model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                      "api_key_env": "SYNTHLOOP_TEST_UNSET_KEY"}},
+     "SYNTHLOOP_TEST_UNSET_KEY"),
+    ({"type": "mix", "policy": "accumulate", "real": "nowhere.parquet"}, "nowhere.parquet"),
+    ({"type": "verify-json", "schema": {"type": 5}}, "invalid JSON schema"),
+    ({"type": "generate", "template": "{{ unclosed"}, "template"),
+])
+def test_config_errors_are_found_before_anything_runs(tmp_path, monkeypatch, step, message):
+    monkeypatch.delenv("SYNTHLOOP_WATERMARK_KEY", raising=False)
+    monkeypatch.delenv("SYNTHLOOP_TEST_UNSET_KEY", raising=False)
+    seeds = EXAMPLES / "data" / "austen_seeds.jsonl"
+    p = tmp_path / "p.yaml"
+    p.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [step]}))
+    r = runner.invoke(app, ["run", str(p), "--out", str(tmp_path / "run")])
+    _one_error_line(r, message)
+    assert not (tmp_path / "run").exists()
+

@@ -16,6 +16,7 @@ from synthloop.pipeline.step import (
     Scorer,
     Step,
     StepOutput,
+    check_real_path,
     register,
     split,
     text_column,
@@ -257,6 +258,9 @@ class Mix(Step):
 
     policy: str
     real: str | None = None
+
+    def preflight(self, base_dir):
+        check_real_path(self.real, base_dir, self.label)
 
     @model_validator(mode="after")
     def _policy(self):

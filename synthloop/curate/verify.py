@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -139,25 +140,32 @@ class VerifyJSON(Filter):
     json_schema: dict | None = Field(None, alias="schema")
     schema_file: str | None = None
 
-    def reasons(self, table, ctx):
+    def _validator(self, base_dir: Path):
         import jsonschema
 
         schema = self.json_schema
         if self.schema_file:
-            path = ctx.path(self.schema_file)
+            path = Path(self.schema_file).expanduser()
+            path = path if path.is_absolute() else base_dir / path
             try:
                 schema = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
                 raise ConfigError(f"step {self.label}: {path}: cannot read schema ({e})") \
                     from None
-        validator = None
-        if schema is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(schema)
-            except jsonschema.SchemaError as e:
-                raise ConfigError(f"step {self.label}: invalid JSON schema ({e.message})") \
-                    from None
-            validator = jsonschema.Draft202012Validator(schema)
+        if schema is None:
+            return None
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as e:
+            raise ConfigError(f"step {self.label}: invalid JSON schema ({e.message})") \
+                from None
+        return jsonschema.Draft202012Validator(schema)
+
+    def preflight(self, base_dir):
+        self._validator(Path(base_dir))
+
+    def reasons(self, table, ctx):
+        validator = self._validator(ctx.base_dir)
         out = []
         for text in text_column(table, self.field, self.label):
             try:
@@ -190,6 +198,9 @@ class VerifyPython(Filter):
     memory_mb: int = Field(512, ge=64)
     processes: int = Field(16, ge=1, le=4096)
     isolation: Literal["bubblewrap", "namespaces", "process"] = "bubblewrap"
+
+    def preflight(self, base_dir):
+        check_isolation(self.isolation)
 
     def reasons(self, table, ctx):
         level = check_isolation(self.isolation)

@@ -365,6 +365,12 @@ class BackendSpec(BaseModel):
     def cache_key(self) -> tuple:
         return ("backend", self.model, self.base_url, self.device, self.dtype)
 
+    def check(self) -> None:
+        """What can fail before a model is loaded: a named API-key variable that is unset."""
+        if self.base_url and self.api_key_env and not os.environ.get(self.api_key_env):
+            raise ConfigError(f"environment variable {self.api_key_env} (api_key_env) is not "
+                              f"set")
+
     def build(self) -> TextBackend:
         if self.base_url:
             key = None

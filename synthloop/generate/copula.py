@@ -32,7 +32,7 @@ from pydantic import Field
 from scipy import stats
 
 from synthloop.errors import ConfigError, InputError
-from synthloop.pipeline.step import Step, StepContext, StepOutput, register
+from synthloop.pipeline.step import Step, StepContext, StepOutput, check_real_path, register
 from synthloop.records.schema import Generator, content, synthetic_records
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -337,6 +337,9 @@ class PrivacyFilter(Step):
 
     real: str | None = None
     min_dcr: float | str = "auto"
+
+    def preflight(self, base_dir):
+        check_real_path(self.real, base_dir, self.label)
     quantile: float = Field(0.05, gt=0, lt=1)
     column_types: dict[str, str] = {}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import jinja2
 import jinja2.sandbox
@@ -149,6 +150,22 @@ class Generate(Step):
     keep_fields: list[str] = []
     min_chars: int = Field(1, ge=0)
     watermark: WatermarkOptions | None = None
+
+    def preflight(self, base_dir):
+        compile_template(self.template, self.label)
+        try:
+            self.backend.check()
+        except ConfigError as e:
+            raise ConfigError(f"step {self.label}: backend: {e}") from None
+        if self.watermark is not None:
+            from synthloop.compliance.watermark import load_key
+
+            if self.backend.base_url:
+                raise ConfigError(f"step {self.label}: watermarking needs a local model: a "
+                                  f"remote server decodes without our logits processor")
+            kf = self.watermark.key_file
+            load_key(None if kf is None else (Path(kf) if Path(kf).is_absolute()
+                                              else Path(base_dir) / kf))
 
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
         tpl = compile_template(self.template, self.label)

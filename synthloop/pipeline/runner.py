@@ -140,6 +140,8 @@ def run_pipeline(cfg: PipelineConfig, steps: Sequence[Step], out: str | Path, *,
     """
     progress = progress or NullProgress()
     out, base_dir = Path(out), Path(base_dir).resolve()
+    for step in steps:  # what the configuration alone can tell fails before anything is written
+        step.preflight(base_dir)
     fresh = not out.exists()
     try:
         return _run(cfg, steps, out, base_dir, executor, workers, progress)

@@ -114,6 +114,11 @@ class Step(BaseModel):
         text = f"{self.kind}:{self.model_dump_json()}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def preflight(self, base_dir: Path) -> None:
+        """Check, before a run writes anything, what the configuration alone can tell:
+        referenced files exist and parse, keys and tools are at hand. Raise
+        :class:`~synthloop.errors.ConfigError`; the default checks nothing."""
+
     @abstractmethod
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput: ...
 
@@ -189,3 +194,16 @@ def reason_class(reason: str) -> str:
     reason = re.sub(r"\b[0-9a-f]{64}\b", "<id>", reason)
     reason = re.sub(r"'[^']*'", "'…'", reason)
     return re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason)
+
+
+def check_real_path(real: str | None, base_dir: Path, label: str) -> None:
+    """Preflight of a step that reads real data from ``real`` (None: the pipeline input)."""
+    if real is None:
+        return
+    path = Path(real).expanduser()
+    path = path if path.is_absolute() else Path(base_dir) / path
+    if not path.exists():
+        from synthloop.errors import ConfigError
+
+        raise ConfigError(f"step {label}: real: {path}: no such file or directory")
+
