@@ -281,6 +281,15 @@ def test_a_huge_yaml_file_is_refused(tmp_path):
     _one_error_line(runner.invoke(app, ["run", str(p)]), "p.yaml", "over the limit")
 
 
+def _quality_pipeline(folder: Path) -> Path:
+    """A one-step pipeline over the example seeds that every record passes."""
+    p = folder / "good.yaml"
+    p.write_text(json.dumps({"name": "t", "input": str(EXAMPLES / "data" / "austen_seeds.jsonl"),
+                             "steps": [{"type": "quality", "min_words": 3,
+                                        "rules": ["too_short"]}]}))
+    return p
+
+
 def test_a_run_that_fails_before_committing_leaves_nothing_behind(tmp_path):
     seeds = EXAMPLES / "data" / "austen_seeds.jsonl"
     out = tmp_path / "run"
@@ -294,9 +303,7 @@ def test_a_run_that_fails_before_committing_leaves_nothing_behind(tmp_path):
     (out / "notes.txt").write_text("mine")  # a folder the user made: only run files go
     _one_error_line(runner.invoke(app, ["run", str(bad), "--out", str(out)]), "missing.json")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    good = tmp_path / "good.yaml"
-    good.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [
-        {"type": "quality", "min_words": 3, "rules": ["too_short"]}]}))
+    good = _quality_pipeline(tmp_path)
     r = runner.invoke(app, ["run", str(good), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert pq.read_table(out / "data").num_rows > 0
@@ -316,10 +323,7 @@ def test_outputs_follow_the_umask_and_orphan_temporaries_are_swept(tmp_path):
         assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
-    seeds = EXAMPLES / "data" / "austen_seeds.jsonl"
-    good = tmp_path / "good.yaml"
-    good.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [
-        {"type": "quality", "min_words": 3, "rules": ["too_short"]}]}))
+    good = _quality_pipeline(tmp_path)
     out = tmp_path / "run"
     assert runner.invoke(app, ["run", str(good), "--out", str(out)]).exit_code == 0
     orphan = out / "stages" / "01-quality" / ".part-00000.parquet.abc123.tmp"
@@ -331,10 +335,7 @@ def test_outputs_follow_the_umask_and_orphan_temporaries_are_swept(tmp_path):
 def test_pandas_reads_a_dataset_folder_with_its_manifest(tmp_path):
     import pandas as pd
 
-    seeds = EXAMPLES / "data" / "austen_seeds.jsonl"
-    good = tmp_path / "good.yaml"
-    good.write_text(json.dumps({"name": "t", "input": str(seeds), "steps": [
-        {"type": "quality", "min_words": 3, "rules": ["too_short"]}]}))
+    good = _quality_pipeline(tmp_path)
     out = tmp_path / "run"
     assert runner.invoke(app, ["run", str(good), "--out", str(out)]).exit_code == 0
     r = runner.invoke(app, ["provenance", "manifest", str(out / "data")])
