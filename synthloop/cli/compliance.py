@@ -38,9 +38,8 @@ def watermark_detect(
     """Score every record for the green-list watermark: z, p-value, tokens scored, verdict."""
     import json
 
-    from synthloop.audit import load_texts
     from synthloop.compliance.watermark import WatermarkSpec, detect, key_id, load_key
-    from synthloop.records.io import write_text_atomic
+    from synthloop.records.io import load_texts, write_text_atomic
 
     key = load_key(key_file)
     texts = load_texts(data, text_field=text_field)
