@@ -236,6 +236,39 @@ def test_fuzz_commands_never_show_a_traceback(lines, command, tmp_path_factory):
         _one_error_line(r)
 
 
+# the other entry points, on the from-scratch test model where one is needed (fast)
+MODEL_COMMANDS = {
+    "detect": lambda f, m: ["detect", str(f), "--model", str(m), "--human", str(f),
+                            "--max-tokens", "16"],
+    "watermark detect": lambda f, m: ["watermark", "detect", str(f), "--model", str(m)],
+    "generate --prompts": lambda f, m: ["generate", "--model", str(m), "--prompts", str(f),
+                                        "--n", "2", "--max-new-tokens", "4",
+                                        "--out", "o.jsonl"],
+    "generate --table": lambda f, m: ["generate", "--model", "gaussian-copula", "--table",
+                                      str(f), "--n", "5", "--out", "t.jsonl"],
+    "provenance show": lambda f, m: ["provenance", "show", str(f)],
+    "provenance manifest": lambda f, m: ["provenance", "manifest", str(f)],
+    "provenance verify": lambda f, m: ["provenance", "verify", str(f)],
+}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(lines=json_lines, command=st.sampled_from(sorted(MODEL_COMMANDS)))
+def test_fuzz_other_entry_points_never_show_a_traceback(lines, command, tiny_model,
+                                                        tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    f = d / "f.jsonl"
+    f.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
+    with contextlib.chdir(d), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHLOOP_WATERMARK_KEY", "k" * 32)
+        r = runner.invoke(app, MODEL_COMMANDS[command](f, tiny_model))
+    assert r.exception is None or isinstance(r.exception, SystemExit), \
+        f"{command}: {type(r.exception).__name__}: {r.exception}"
+    if r.exit_code not in (0, 1):
+        _one_error_line(r)
+
+
 def test_a_field_only_later_records_have_is_kept(tmp_path):
     f = tmp_path / "f.jsonl"
     f.write_text(_jl([{"text": "a"}, {"text": "b", "label": "x"}]))

@@ -114,3 +114,31 @@ def test_binds_loopback_by_default(backend):
     finally:
         srv.batcher.close()
         srv.server_close()
+
+
+def test_fuzzed_request_bodies_are_answered_never_500(backend):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    srv = OpenAIServer(backend, port=0).start()
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats()
+                          | st.text(max_size=10),
+                          lambda c: st.lists(c, max_size=3)
+                          | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=8)
+    fields = st.fixed_dictionaries({}, optional={
+        "model": values, "messages": values | st.just([{"role": "user", "content": "hi"}]),
+        "prompt": values, "max_tokens": values | st.integers(1, 8), "temperature": values,
+        "top_p": values, "top_k": values, "seed": values, "repetition_penalty": values})
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(body=fields, route=st.sampled_from(["chat/completions", "completions"]))
+    def check(body, route):
+        r = requests.post(f"{srv.url}/{route}", json=body, timeout=60)
+        assert r.status_code < 500, (body, r.text)
+        assert "error" in r.json() or r.status_code == 200
+
+    try:
+        check()
+    finally:
+        srv.shutdown()
+        srv.server_close()
