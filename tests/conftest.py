@@ -2,10 +2,18 @@ from __future__ import annotations
 
 import json
 import lzma
+import os
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the fuzz suite derandomized (the same examples every run, so a red CI is a real,
+# reproducible failure); locally each run explores new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 DATA = Path(__file__).resolve().parent / "data"
 # Two of Jane Austen's novels (public domain), committed xz-compressed so that a fresh clone

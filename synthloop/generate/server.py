@@ -228,9 +228,9 @@ def create_app(backend: LocalBackend, *, api_key: str | None = None,
     async def completions(req: CompletionRequest):
         if (f := fault()) is not None:
             return error(f, "injected fault", headers={"Retry-After": "0"} if f == 429 else None)
-        prompt = req.prompt[0] if isinstance(req.prompt, list) else req.prompt
         if isinstance(req.prompt, list) and len(req.prompt) != 1:
             raise HTTPException(400, "prompt: one prompt per request")
+        prompt = req.prompt[0] if isinstance(req.prompt, list) else req.prompt
         return await answer(req, prompt, False)
 
     return app
