@@ -48,6 +48,8 @@ CASES: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "not-utf8.jsonl": (b'{"text": "caf\xe9"}\n', ("line 1", "UTF-8")),
     "empty.jsonl": (b"", ("empty",)),
     "array.jsonl": (b"[1, 2]\n", ("line 1", "JSON object")),
+    "empty-object.jsonl": (_jl([{"text": t, "meta": {}} for t in GOOD]).encode(),
+                           ("'meta'", "empty objects")),
     "dup-columns.csv": (("text,text,b\n" + "".join(f"t{i},u{i},{i}\n" for i in range(60)))
                         .encode(), ("header", "'text'", "more than once")),
     "corrupt.parquet": (b"PAR1" + b"\0garbage" * 4 + b"PAR1", ("Parquet",)),

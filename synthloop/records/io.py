@@ -141,6 +141,18 @@ def _one_type(values: list) -> bool:
     return True
 
 
+def _has_empty_struct(t: pa.DataType) -> bool:
+    """True for a struct type with no fields, at any depth (Parquet cannot write one)."""
+    if pa.types.is_struct(t):
+        return t.num_fields == 0 or any(_has_empty_struct(t.field(i).type)
+                                        for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_empty_struct(t.value_type)
+    if pa.types.is_map(t):
+        return _has_empty_struct(t.key_type) or _has_empty_struct(t.item_type)
+    return False
+
+
 def _int64_overflow(rows: list[dict]) -> tuple[int, str] | None:
     """(row, field) of the first integer outside int64, or None."""
     for i, row in enumerate(rows):
@@ -178,7 +190,7 @@ def read_jsonl(path: str | Path, *, required: Sequence[str] = (),
     if not keys:
         raise InputError(f"{p}: records have no fields (every line is {{}})")
     try:
-        return pa.table({k: pa.array([row.get(k) for row in rows]) for k in keys})
+        table = pa.table({k: pa.array([row.get(k) for row in rows]) for k in keys})
     except OverflowError:
         where = _int64_overflow(rows)
         if where is None:
@@ -190,6 +202,11 @@ def read_jsonl(path: str | Path, *, required: Sequence[str] = (),
         where = f" in field '{field}'" if field else ""
         raise InputError(f"{p}: inconsistent types across lines{where} "
                          f"({str(e).splitlines()[0][:200]})") from None
+    for f in table.schema:
+        if _has_empty_struct(f.type):
+            raise InputError(f"{p}: field '{f.name}' only ever holds empty objects ({{}}), which "
+                             f"a dataset cannot store; drop it or give it fields")
+    return table
 
 
 def read_csv(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
