@@ -9,7 +9,16 @@ from __future__ import annotations
 
 
 class SynthloopError(Exception):
-    """An error the user can fix; its message names the file, row or field at fault."""
+    """An error the user can fix; its message names the file, row or field at fault.
+
+    ``fields``: the parameter names the message mentions, as a Python or YAML user wrote
+    them (``n``, ``text_field``). A front end may show them its own way — the CLI as flags
+    (``--n``, ``--text-field``), in one place: :func:`flag_message`.
+    """
+
+    def __init__(self, message: str = "", *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = tuple(fields)
 
 
 class InputError(SynthloopError):
@@ -22,3 +31,16 @@ class ConfigError(SynthloopError):
 
 class ModelNotFoundError(SynthloopError):
     """A model that was asked for is not installed or not readable."""
+
+
+def flag_message(error: SynthloopError) -> str:
+    """The error's message with each named field (first whole-word use) written as a CLI
+    flag: ``n must be ≥ 1`` → ``--n must be ≥ 1``."""
+    import re
+
+    text = str(error)
+    for name in getattr(error, "fields", ()):
+        flag = "--" + name.replace("_", "-")
+        text = re.sub(rf"(?<![-\w'\"]){re.escape(name)}(?![\w-])", flag, text, count=1)
+    return text
+

@@ -408,3 +408,15 @@ def test_config_errors_are_found_before_anything_runs(tmp_path, monkeypatch, ste
     _one_error_line(r, message)
     assert not (tmp_path / "run").exists()
 
+
+
+def test_library_errors_name_fields_and_the_cli_shows_flags(tmp_path):
+    from synthloop.errors import ConfigError
+    from synthloop.generate.oneoff import generate_dataset
+
+    with pytest.raises(ConfigError) as e:
+        generate_dataset("m", n=0, out=tmp_path / "o.jsonl", prompts=tmp_path / "p.jsonl")
+    assert str(e.value) == "n must be ≥ 1, got 0" and e.value.fields == ("n",)
+    r = runner.invoke(app, ["generate", "--model", "m", "--n", "0", "--prompts",
+                            str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o.jsonl")])
+    _one_error_line(r, "--n must be ≥ 1, got 0")

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from synthloop.errors import SynthloopError
+from synthloop.errors import SynthloopError, flag_message
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="synthloop: train on synthetic data without collapse.")
@@ -25,7 +25,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except SynthloopError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {flag_message(e)}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: rerun the same command to resume")

@@ -140,9 +140,9 @@ class CollapseConfig:
 
     def validate(self) -> None:
         if self.generations < 1:
-            raise ConfigError("--generations must be ≥ 1")
+            raise ConfigError("generations must be ≥ 1", fields=("generations",))
         if self.seeds < 1:
-            raise ConfigError("--seeds must be ≥ 1")
+            raise ConfigError("seeds must be ≥ 1", fields=("seeds",))
         if not 1 <= self.prompt_tokens <= self.block_tokens:
             raise ConfigError("prompt tokens must be between 1 and the block size")
         if self.new_tokens < 1 or self.block_tokens < 2:

@@ -87,7 +87,7 @@ def detect_dataset(data: str | Path, *, fpr: float = 0.01, human: str | Path | N
     human_texts = load_texts(human, text_field=text_field) if human else None
     if human_texts is None and model != "smollm2-135m":
         raise ConfigError("the shipped calibration is for smollm2-135m; give human text "
-                          "(human, --human) to calibrate another model")
+                          "(human) to calibrate another model", fields=("human",))
     det = Detector(model, method=method, max_tokens=max_tokens, device=device)
     if progress:
         progress(f"scoring {len(texts)} records with {method} under {model}")

@@ -51,15 +51,17 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
     ``bfloat16``) is what a local model decodes in.
     """
     if watermark and prompts is None:
-        raise ConfigError("--watermark applies to --prompts generation")
+        raise ConfigError("watermark applies to prompts generation",
+                          fields=("watermark", "prompts"))
     given = [x is not None for x in (prompts, taxonomy, table)]
     if sum(given) != 1:
-        raise ConfigError("give exactly one of --prompts, --taxonomy and --table")
+        raise ConfigError("give exactly one of prompts, taxonomy and table",
+                          fields=("prompts", "taxonomy", "table"))
     if n < 1:
-        raise ConfigError(f"--n must be ≥ 1, got {n}")
+        raise ConfigError(f"n must be ≥ 1, got {n}", fields=("n",))
     if dtype not in get_args(DecodeDtype):
-        raise ConfigError(f"--dtype must be {', '.join(get_args(DecodeDtype)[:-1])} or "
-                          f"{get_args(DecodeDtype)[-1]}, got '{dtype}'")
+        raise ConfigError(f"dtype must be {', '.join(get_args(DecodeDtype)[:-1])} or "
+                          f"{get_args(DecodeDtype)[-1]}, got '{dtype}'", fields=("dtype",))
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else out.with_name(out.name + ".run")
     fresh = not run_dir.exists()
@@ -102,8 +104,8 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
                   "n_per_leaf": math.ceil(n / leaves), "sampling": sampling.model_dump()}]
     else:
         if model not in ("gaussian-copula",) and not model.startswith("sdv:"):
-            raise ConfigError(f"--table needs --model gaussian-copula or sdv:NAME, got "
-                              f"'{model}'")
+            raise ConfigError(f"table needs model gaussian-copula or sdv:NAME, got "
+                              f"'{model}'", fields=("table", "model"))
         cfg["input"] = str(Path(table).resolve())
         cfg["shard_size"] = max(shard_size, n)
         steps = [{"type": "table-copula", "n": n, "engine": model}]

@@ -330,7 +330,7 @@ def load_texts(path: str | Path, *, text_field: str = "text") -> list[str]:
     if text_field not in table.column_names:
         have = ", ".join(c for c in table.column_names if not c.startswith("_"))
         raise InputError(f"{p}: no '{text_field}' column (columns: {have}); name the text "
-                         f"column (text_field, --text-field)")
+                         f"column with text_field", fields=("text_field",))
     return table.column(text_field).to_pylist()
 
 

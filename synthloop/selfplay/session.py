@@ -87,7 +87,7 @@ def run_session(cfg: SessionConfig, progress=None) -> dict:
     """Play, then write ``turns.parquet``, ``sft.jsonl``, ``rl.jsonl`` and ``summary.json``
     under ``cfg.out``; returns the summary."""
     if cfg.episodes < 1:
-        raise ConfigError("--episodes must be ≥ 1")
+        raise ConfigError("episodes must be ≥ 1", fields=("episodes",))
     game = make_game(cfg.game)
     cache: dict = {}
     learner = build_policy(cfg.policy, game, cfg, cache)
