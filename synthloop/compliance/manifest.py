@@ -195,7 +195,13 @@ def _run_meta(folder: Path) -> dict:
     """A pipeline run's metadata when ``folder`` is its ``data/`` (else empty), with the
     resolved input path."""
     run = RunFolder.of_data(folder)
-    return run.read_meta() if run else {}
+    if run is None:
+        return {}
+    meta = run.read_meta()
+    source = run.input_source()
+    if source is not None:
+        meta["source"] = source
+    return meta
 
 
 def build_manifest(path: str | Path, *, name: str | None = None, description: str | None = None,

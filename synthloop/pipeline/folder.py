@@ -65,19 +65,12 @@ class RunFolder:
         return self.stages / f"{index:02d}-{label}"
 
     def read_meta(self) -> dict:
-        """``pipeline.json`` (empty when missing or unreadable) with the input's ``source``."""
-        try:
-            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            return {}
-        if not isinstance(meta, dict):
-            return {}
-        try:
-            done = json.loads((self.input_stage / "_DONE").read_text(encoding="utf-8"))
-            meta["source"] = done.get("source") if isinstance(done, dict) else None
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass
-        return meta
+        """``pipeline.json`` as a dict (empty when missing or unreadable)."""
+        return _read_dict(self.meta_path)
+
+    def input_source(self) -> str | None:
+        """The input's path as the run resolved it (None before the input was read)."""
+        return _read_dict(self.input_stage / "_DONE").get("source")
 
     def committed_work(self) -> bool:
         """True once the run committed a shard or stage past reading its input."""
@@ -89,3 +82,12 @@ class RunFolder:
             if (d / "_DONE").exists() or any(d.glob("part-*.done")):
                 return True
         return False
+
+
+def _read_dict(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+

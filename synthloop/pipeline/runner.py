@@ -106,15 +106,13 @@ def _clear_run(out: Path) -> None:
 
 
 def _open_run(cfg: PipelineConfig, steps: Sequence[Step], out: Path) -> dict:
-    meta_path = RunFolder(out).meta_path
+    run = RunFolder(out)
+    meta_path = run.meta_path
     fp = fingerprint(cfg, list(steps))
     if out.is_dir():
         remove_orphan_temporaries(out)  # left by a killed writer; never part of a result
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            meta = {}
+        meta = run.read_meta()
         if meta.get("fingerprint") != fp:
             if committed_work(out):
                 raise ConfigError(f"{out}: holds a run of a different pipeline configuration; "

@@ -96,7 +96,7 @@ def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[tuple[int, dict]]
             raise InputError(f"{path}: line {lineno}: JSON nested too deeply") from None
         except ValueError as e:  # NaN/Infinity, integers of more than 4,300 digits
             raise InputError(f"{path}: line {lineno}: {str(e).split(';')[0]}") from None
-        if "\\ud" in line.lower():
+        if "\\ud" in line or "\\uD" in line:  # only then can a surrogate be there
             where = _surrogate(obj)
             if where is not None:
                 raise InputError(f"{path}: line {lineno}: field '{where}' has a lone surrogate "
