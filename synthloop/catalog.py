@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
-
 import synthloop.curate.filters  # noqa: F401  (registers quality, dedup, mix, ... steps)
 import synthloop.curate.verify  # noqa: F401  (judge, verify-* steps)
 import synthloop.generate.copula  # noqa: F401  (table-copula, privacy-filter)
 import synthloop.generate.text  # noqa: F401  (generate, taxonomy-generate, self-instruct)
 import synthloop.poison.step  # noqa: F401  (poison-scan)
 from synthloop.errors import ConfigError
-from synthloop.pipeline.config import PipelineConfig, field_path, validate_steps
+from synthloop.pipeline.config import PipelineConfig, validate_steps
 from synthloop.pipeline.step import STEP_TYPES, Step
 from synthloop.records.io import read_yaml
 
@@ -45,11 +43,7 @@ def parse_config(data: object, source: str = "<config>") -> tuple[PipelineConfig
     """Validate a configuration mapping (as loaded from YAML)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        cfg = PipelineConfig.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"{source}: {field_path(err['loc'])}: {err['msg']}") from None
+    cfg = PipelineConfig.from_dict(data, source)
     return cfg, build_steps(cfg.steps, source)
 
 

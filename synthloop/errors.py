@@ -35,12 +35,13 @@ class ModelNotFoundError(SynthloopError):
 
 def flag_message(error: SynthloopError) -> str:
     """The error's message with each named field (first whole-word use) written as a CLI
-    flag: ``n must be ≥ 1`` → ``--n must be ≥ 1``."""
+    flag: ``n must be ≥ 1`` → ``--n must be ≥ 1``; a nested field is the flag of its last
+    part (``decoding.temperature`` → ``--temperature``)."""
     import re
 
     text = str(error)
     for name in getattr(error, "fields", ()):
-        flag = "--" + name.replace("_", "-")
+        flag = "--" + name.rsplit(".", 1)[-1].replace("_", "-")
         text = re.sub(rf"(?<![-\w'\"]){re.escape(name)}(?![\w-])", flag, text, count=1)
     return text
 

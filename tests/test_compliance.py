@@ -19,13 +19,13 @@ from synthloop.compliance.manifest import (
     generate_signing_key,
     load_signing_key,
     merkle_root,
-    provenance_summary,
     sign_manifest,
     validate_manifest,
     verify_dataset,
 )
 from synthloop.compliance.watermark import GreenList, key_id, load_key
 from synthloop.errors import ConfigError
+from synthloop.pipeline.folder import dataset_lineage
 
 runner = CliRunner()
 KEY = b"test-watermark-key-0123456789"
@@ -188,7 +188,8 @@ def test_show_and_manifest_cli(run_data, tmp_path, monkeypatch):
     r = runner.invoke(app, ["provenance", "show", str(run_data), "--json"])
     s = json.loads(r.output)
     assert s["synthetic_share"] == pytest.approx(0.5) and s["generators"] == {"tiny": 60}
-    assert s == provenance_summary(run_data)
+    assert s == dataset_lineage(run_data)
+    assert s["real"] == s["synthetic"] == 60 and s["depth_histogram"] == {"0": 60, "1": 60}
     monkeypatch.delenv("SYNTHLOOP_SIGNING_KEY", raising=False)
     r = runner.invoke(app, ["provenance", "manifest", str(run_data), "--sign"])
     assert r.exit_code == 2 and "no signing key" in r.output

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from synthloop.cli import app
 from synthloop.errors import ConfigError, InputError
-from synthloop.generate.backends import LocalBackend, OpenAIBackend, RateLimiter, Sampling
+from synthloop.generate.backends import PIPELINE_SAMPLING, LocalBackend, OpenAIBackend, RateLimiter
 from synthloop.generate.copula import GaussianCopula, PrivacyFilter
 from synthloop.generate.server import OpenAIServer
 from synthloop.generate.text import SelfInstruct, TaxonomyGenerate, rouge_l
@@ -26,7 +26,7 @@ from synthloop.records.taxonomy import read_taxonomy
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 runner = CliRunner()
-SAMPLING = Sampling(max_new_tokens=10, temperature=0.9, top_p=1.0)
+SAMPLING = PIPELINE_SAMPLING.replace(max_new_tokens=10, temperature=0.9, top_p=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_http_backend_gives_up_with_a_reason(server):
 
 def test_http_backend_does_not_retry_client_errors(server):
     client = OpenAIBackend(server.url, "tiny", max_retries=3, backoff_s=0.01)
-    [c] = client.complete(["x " * 600], Sampling(max_new_tokens=10), seed=1)
+    [c] = client.complete(["x " * 600], PIPELINE_SAMPLING.replace(max_new_tokens=10), seed=1)
     assert "HTTP 400" in c.error and "tokens" in c.error
 
 

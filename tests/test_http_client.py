@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from synthloop.generate.backends import OpenAIBackend, Sampling, parse_retry_after
+from synthloop.generate.backends import PIPELINE_SAMPLING, OpenAIBackend, parse_retry_after
 
-SAMPLING = Sampling(max_new_tokens=4, temperature=1.0, top_p=1.0)
+SAMPLING = PIPELINE_SAMPLING.replace(max_new_tokens=4, temperature=1.0, top_p=1.0)
 OK = json.dumps({"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]})
 
 

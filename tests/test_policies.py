@@ -5,12 +5,14 @@ import pyarrow as pa
 import pytest
 
 from synthloop.collapse.experiment import _select
-from synthloop.curate.policies import mix, mix_summary, parse_policies, parse_policy
+from synthloop.curate.policies import mix, parse_policies, parse_policy
 from synthloop.errors import ConfigError
 from synthloop.records import Generator, text_records
+from synthloop.records.lineage import lineage_summary
 
 N = 50
 GEN = Generator("m", "0" * 64, {}, 0)
+TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 
 def _real() -> pa.Table:
@@ -44,16 +46,18 @@ def test_parse():
 
 def test_replace_is_only_newest_synthetic():
     t = mix(parse_policy("replace"), _real(), _sets(3), 3, _rng())
-    s = mix_summary(t)
-    assert s == {"records": N, "real": 0, "synthetic": N, "real_share": 0.0,
-                 "by_generation": {"3": N}}
+    s = lineage_summary(t)
+    assert s == {"records": N, "real": 0, "synthetic": N, "synthetic_share": 1.0,
+                 "generators": {"m": N}, "generator_weights_sha256": {"m": "0" * 64},
+                 "depth_histogram": {"3": N}, "watermarks": {},
+                 "digital_source_types": {TRAINED: N}}
     assert len(set(t.column("id").to_pylist())) == N  # no record twice
 
 
 def test_keep_real_exact_counts():
     t = mix(parse_policy("keep-real:0.1"), _real(), _sets(2), 2, _rng())
-    s = mix_summary(t)
-    assert s["records"] == N and s["real"] == 5 and s["by_generation"] == {"0": 5, "2": 45}
+    s = lineage_summary(t)
+    assert s["records"] == N and s["real"] == 5 and s["depth_histogram"] == {"0": 5, "2": 45}
     real_ids = set(_real().column("id").to_pylist())
     got_real = [i for i, o in zip(t.column("id").to_pylist(), t.column("origin").to_pylist(),
                                   strict=True) if o == "real"]
@@ -62,22 +66,22 @@ def test_keep_real_exact_counts():
 
 def test_accumulate_keeps_everything():
     t = mix(parse_policy("accumulate"), _real(), _sets(3), 3, _rng())
-    assert mix_summary(t)["by_generation"] == {"0": N, "1": N, "2": N, "3": N}
+    assert lineage_summary(t)["depth_histogram"] == {"0": N, "1": N, "2": N, "3": N}
     assert t.num_rows == 4 * N
 
 
 def test_max_depth_accumulates_only_shallow_generations():
     t = mix(parse_policy("max-depth:2"), _real(), _sets(4), 4, _rng())
-    assert mix_summary(t)["by_generation"] == {"0": N, "1": N, "2": N}
+    assert lineage_summary(t)["depth_histogram"] == {"0": N, "1": N, "2": N}
     with pytest.raises(ConfigError):
         parse_policy("max-depth:-1")
 
 
 def test_accumulate_subsample_is_compute_matched():
     t = mix(parse_policy("accumulate-subsample"), _real(), _sets(3), 3, _rng())
-    s = mix_summary(t)
+    s = lineage_summary(t)
     assert s["records"] == N
-    assert set(s["by_generation"]) <= {"0", "1", "2", "3"} and len(s["by_generation"]) > 1
+    assert set(s["depth_histogram"]) <= {"0", "1", "2", "3"} and len(s["depth_histogram"]) > 1
 
 
 def test_mix_is_seeded():

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from synthloop.generate.backends import LocalBackend, Sampling
+from synthloop.generate.backends import PIPELINE_SAMPLING, LocalBackend
 from synthloop.generate.server import OpenAIServer
 from synthloop.models.registry import load_lm
 
@@ -51,7 +51,7 @@ def test_64_concurrent_clients_no_resets_and_batched_answers_equal_alone(server,
         results = [x for chunk in pool.map(client, range(64)) for x in chunk]
     assert len(results) == 128 and all(status == 200 for _, status, _ in results)
     assert max(server.batcher.batches) > 1  # concurrent requests shared engine calls
-    sampling = Sampling(max_new_tokens=8, temperature=0.9, top_p=1.0, batch_size=1)
+    sampling = PIPELINE_SAMPLING.replace(max_new_tokens=8, temperature=0.9, top_p=1.0, batch_size=1)
     for k, _, text in results[:24]:
         alone = backend.complete([prompts[k]], sampling, seed=1000 + k)[0].text
         assert text == alone, k

@@ -64,18 +64,18 @@ def test_collapse_lab_runs_on_the_pretrained_model(smollm2, small_corpus, tmp_pa
     assert set(rows) == {0, 1}
     assert 1 < rows[0]["test_ppl"] < 200
     gen = rows[1]
-    assert gen["train"]["by_generation"] == {"1": 8}
+    assert gen["train"]["depth_histogram"] == {"1": 8}
     assert gen["weights_sha256"] != rows[0]["weights_sha256"]
 
 
 def test_chat_generation_stops_at_eos_and_repeats_for_a_seed(smollm2):
-    from synthloop.generate.backends import LocalBackend, Sampling
+    from synthloop.generate.backends import PIPELINE_SAMPLING, LocalBackend
 
     lm, _ = smollm2
     backend = LocalBackend(lm)
     prompts = ["What is the capital of France? Answer in one word.",
                "Write one sentence about the sea."]
-    sampling = Sampling(max_new_tokens=40, temperature=0.7, batch_size=2)
+    sampling = PIPELINE_SAMPLING.replace(max_new_tokens=40, temperature=0.7, batch_size=2)
     a = backend.complete(prompts, sampling, seed=3)
     b = backend.complete(prompts, sampling, seed=3)
     c = backend.complete(prompts, sampling, seed=4)

@@ -142,19 +142,20 @@ def provenance_show(
     """Lineage summary: origins, generators, depth histogram, watermarks, drops by step."""
     import json
 
-    from synthloop.compliance.manifest import provenance_summary
+    from synthloop.pipeline.folder import dataset_lineage
 
-    s = provenance_summary(dataset)
+    s = dataset_lineage(dataset)
     if as_json:
         print(json.dumps(s, indent=1))
         return
     console.print(f"{s['records']:,} records · synthetic share {s['synthetic_share']:.1%} · "
-                  f"origins {s['origins']}", highlight=False)
+                  f"{s['real']:,} real, {s['synthetic']:,} synthetic", highlight=False)
     for m, c in s["generators"].items():
         console.print(f"  generator {m}: {c:,} records (weights "
                       f"{s['generator_weights_sha256'][m][:12]}…)", highlight=False)
     console.print(f"  depth histogram {s['depth_histogram']}", highlight=False)
     if s["watermarks"]:
         console.print(f"  watermarks {s['watermarks']}", highlight=False)
-    if s.get("dropped_by_step"):
-        console.print(f"  dropped by step {s['dropped_by_step']}", highlight=False)
+    if s.get("dropped"):
+        drops = {step: d["records"] for step, d in s["dropped"].items()}
+        console.print(f"  dropped by step {drops}", highlight=False)

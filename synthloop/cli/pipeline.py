@@ -96,19 +96,12 @@ def generate(
 ) -> None:
     """Generate synthetic records (text from prompts or a taxonomy, or table rows), with full
     provenance. Resumable: rerun the same command after an interruption."""
-    from pydantic import ValidationError
-
-    from synthloop.generate.backends import Sampling
+    from synthloop.generate.backends import PIPELINE_SAMPLING
     from synthloop.generate.oneoff import generate_dataset
     from synthloop.progress import RichProgress
 
-    try:
-        sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-    except ValidationError as e:
-        from synthloop.errors import ConfigError
-
-        err = e.errors()[0]
-        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+    sampling = PIPELINE_SAMPLING.replace(max_new_tokens=max_new_tokens,
+                                         temperature=temperature, top_p=top_p)
     with RichProgress() as progress:
         result = generate_dataset(model, n=n, out=out, prompts=prompts, taxonomy=taxonomy,
                                   table=table, run_dir=run_dir, base_url=base_url,

@@ -25,13 +25,14 @@ import math
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field, model_validator
 
 from synthloop import __version__
 from synthloop.collapse.data import make_blocks, split_corpus
@@ -42,7 +43,8 @@ from synthloop.collapse.metrics import (
     text_metrics,
     word_counts,
 )
-from synthloop.curate.policies import Policy, mix, mix_summary, parse_policies
+from synthloop.configs import Config
+from synthloop.curate.policies import DataPolicy, mix, parse_policies
 from synthloop.errors import ConfigError, InputError
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
 from synthloop.models.params import GenParams, TrainParams
@@ -56,14 +58,14 @@ from synthloop.records.io import (
     write_parquet,
     write_text_atomic,
 )
+from synthloop.records.lineage import lineage_summary
 from synthloop.records.schema import Generator, text_records
 from synthloop.seeds import derive_seed31
 
 PPL_BINS = log_bins(1.0, 1e4, 48)
 
 
-@dataclass
-class CollapseConfig:
+class CollapseConfig(Config):
     """Everything that defines a collapse-lab run.
 
     Attributes:
@@ -84,37 +86,34 @@ class CollapseConfig:
     corpus: str
     out: str
     model: str = "tiny"
-    generations: int = 5
+    generations: int = Field(5, ge=1)
     policies: str = "replace,keep-real:0.1,accumulate,filter:ppl-top:0.2"
-    seeds: int = 2
+    seeds: int = Field(2, ge=1)
     device: str = "cpu"
     pattern: str = "*.txt"
-    block_tokens: int = 64
-    prompt_tokens: int = 64
-    new_tokens: int = 64
-    max_train_blocks: int | None = 800
-    max_test_blocks: int | None = 400
-    test_fraction: float = 0.1
+    block_tokens: int = Field(64, ge=2)
+    prompt_tokens: int = Field(64, ge=1)
+    new_tokens: int = Field(64, ge=1)
+    max_train_blocks: int | None = Field(800, ge=1)
+    max_test_blocks: int | None = Field(400, ge=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
-    vocab_size: int = 2048
-    train: TrainParams = field(
-        default_factory=lambda: TrainParams(epochs=3.0, batch_size=8, lr=3e-3))
-    decoding: GenParams = field(default_factory=lambda: GenParams(batch_size=512))
+    vocab_size: int = Field(2048, ge=256)
+    train: TrainParams = TrainParams(epochs=3.0, batch_size=8, lr=3e-3)
+    decoding: GenParams = GenParams(batch_size=512)
     tail_band: tuple[int, int] = (3, 10)
     keep_models: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tail_band"] = list(self.tail_band)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CollapseConfig:
-        d = dict(d)
-        d["train"] = TrainParams(**d["train"])
-        d["decoding"] = GenParams(**d["decoding"])
-        d["tail_band"] = tuple(d["tail_band"])
-        return cls(**d)
+    @model_validator(mode="after")
+    def _consistent(self) -> CollapseConfig:
+        if self.prompt_tokens > self.block_tokens:
+            raise ValueError(f"prompt_tokens ({self.prompt_tokens}) must not exceed "
+                             f"block_tokens ({self.block_tokens})")
+        if not 1 <= self.tail_band[0] <= self.tail_band[1]:
+            raise ValueError(f"tail_band must be two counts 1 ≤ low ≤ high, got "
+                             f"{list(self.tail_band)}")
+        parse_policies(self.policies)
+        return self
 
     @classmethod
     def for_model(cls, corpus: str, out: str, model: str = "tiny", *,
@@ -135,23 +134,11 @@ class CollapseConfig:
             d = {"num_beams": 5, "repetition_penalty": 3.0, "batch_size": 320}
         t.update(train or {})
         d.update(decoding or {})
-        return cls(corpus=corpus, out=out, model=model, train=TrainParams(**t),
-                   decoding=GenParams(**d), **fields_)
-
-    def validate(self) -> None:
-        if self.generations < 1:
-            raise ConfigError("generations must be ≥ 1", fields=("generations",))
-        if self.seeds < 1:
-            raise ConfigError("seeds must be ≥ 1", fields=("seeds",))
-        if not 1 <= self.prompt_tokens <= self.block_tokens:
-            raise ConfigError("prompt tokens must be between 1 and the block size")
-        if self.new_tokens < 1 or self.block_tokens < 2:
-            raise ConfigError("new tokens must be ≥ 1 and blocks ≥ 2 tokens")
-        parse_policies(self.policies)
-        self.decoding.validate()
+        return cls(corpus=corpus, out=out, model=model, train=t, decoding=d, **fields_)
 
     # Fields that may change between a run and its resumption: they only add work.
-    GROWABLE = ("generations", "policies", "seeds", "device", "keep_models", "out")
+    GROWABLE: ClassVar[tuple[str, ...]] = ("generations", "policies", "seeds", "device",
+                                          "keep_models", "out")
 
     def fingerprint(self) -> str:
         d = {k: v for k, v in self.to_dict().items() if k not in self.GROWABLE}
@@ -197,7 +184,7 @@ def train_params(cfg: CollapseConfig) -> TrainParams:
     need = max(2 * (cfg.block_tokens + 1), cfg.prompt_tokens + cfg.new_tokens + 1)
     if cfg.train.seq_len >= need:
         return cfg.train
-    return TrainParams(**{**cfg.train.to_dict(), "seq_len": need})
+    return cfg.train.replace(seq_len=need)
 
 
 def load_corpus(path: str, pattern: str = "*.txt") -> list[tuple[str, str]]:
@@ -289,7 +276,7 @@ def _generate(ctx: _Context, model: LanguageModel, n_cand: int, seed: int, k: in
     """Write ``n_cand`` synthetic records with ``model`` (generation ``k``), scored by the
     generation-0 ``scorer``. Prompts cycle through the real train blocks in order."""
     cfg = ctx.cfg
-    params = GenParams(**{**cfg.decoding.to_dict(), "max_new_tokens": cfg.new_tokens})
+    params = cfg.decoding.replace(max_new_tokens=cfg.new_tokens)
     sample_seed = derive_seed31(seed, k, "sample")
     rows = [i % len(ctx.prompts) for i in range(n_cand)]
     t0 = time.perf_counter()
@@ -310,7 +297,7 @@ def _generate(ctx: _Context, model: LanguageModel, n_cand: int, seed: int, k: in
     return table, {"generate_seconds": gen_s, "score_seconds": time.perf_counter() - t0}
 
 
-def _select(policy: Policy, cands: pa.Table, n: int) -> tuple[pa.Table, pa.Table | None]:
+def _select(policy: DataPolicy, cands: pa.Table, n: int) -> tuple[pa.Table, pa.Table | None]:
     """The policy's synthetic set from candidates: the first ``n``, or a filter's choice
     (with the rejected records and their ``drop_reason``)."""
     if policy.kind != "filter":
@@ -341,7 +328,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
-def _gen0(ctx: _Context, seed: int, policies: list[Policy]) -> tuple[LanguageModel, dict]:
+def _gen0(ctx: _Context, seed: int, policies: list[DataPolicy]) -> tuple[LanguageModel, dict]:
     """Train (or load) the seed's generation-0 model and its candidate synthetic data."""
     d = ctx.out / "runs" / "_gen0" / f"seed{seed}"
     n = ctx.real_train.num_rows
@@ -358,7 +345,7 @@ def _gen0(ctx: _Context, seed: int, policies: list[Policy]) -> tuple[LanguageMod
         row = {**_test_ppl(ctx, model), **train_info}
         model.save(d / "model")
         row["weights_sha256"] = model.weights_sha256()
-        row["train"] = mix_summary(ctx.real_train)
+        row["train"] = lineage_summary(ctx.real_train)
         _write_json(row, d / "train_info.json")
     row = json.loads((d / "train_info.json").read_text())
     run_id = f"collapse-{ctx.run_tag}/seed{seed}/gen0"
@@ -381,7 +368,7 @@ def _load_model(ctx: _Context, path: Path) -> LanguageModel:
     return HFLM.from_pretrained(path, device=ctx.base.device, name=ctx.base.name)
 
 
-def _policy_gen0(ctx: _Context, policy: Policy, seed: int, row0: dict) -> None:
+def _policy_gen0(ctx: _Context, policy: DataPolicy, seed: int, row0: dict) -> None:
     """Materialise a policy's view of generation 0: its synthetic set and the shared row."""
     d = ctx.out / "runs" / policy.slug / f"seed{seed}" / "gen0"
     if (d / "metrics.json").exists():
@@ -397,7 +384,7 @@ def _policy_gen0(ctx: _Context, policy: Policy, seed: int, row0: dict) -> None:
     _write_json(row, d / "metrics.json")
 
 
-def _step(ctx: _Context, policy: Policy, seed: int, k: int, scorer: LanguageModel) -> None:
+def _step(ctx: _Context, policy: DataPolicy, seed: int, k: int, scorer: LanguageModel) -> None:
     """Generation ``k`` ≥ 1 of one policy and seed."""
     base_dir = ctx.out / "runs" / policy.slug / f"seed{seed}"
     d = base_dir / f"gen{k}"
@@ -412,7 +399,7 @@ def _step(ctx: _Context, policy: Policy, seed: int, k: int, scorer: LanguageMode
     label = f"seed {seed} {policy.spec} gen {k}"
     model, row = _train(ctx, train_table, seed, f"{policy.spec}/gen{k}")
     row = {"policy": policy.spec, "seed": seed, "generation": k, **_test_ppl(ctx, model),
-           **row, "weights_sha256": model.weights_sha256(), "train": mix_summary(train_table)}
+           **row, "weights_sha256": model.weights_sha256(), "train": lineage_summary(train_table)}
     run_id = f"collapse-{ctx.run_tag}/seed{seed}/{policy.slug}/gen{k}"
     cands, times = _generate(ctx, model, policy.n_candidates(n), seed, k, label, run_id, scorer)
     row.update(times)
@@ -452,7 +439,6 @@ def run_collapse(cfg: CollapseConfig, progress: Progress | None = None,
     filters, ``metrics.json``), ``results.json`` and ``report.html``.
     """
     progress = progress or NullProgress()
-    cfg.validate()
     policies = parse_policies(cfg.policies)
     t0 = time.perf_counter()
     out = Path(cfg.out)
@@ -513,7 +499,7 @@ def total_units(cfg: CollapseConfig) -> int:
     return cfg.seeds * (1 + (cfg.generations - 1) * len(parse_policies(cfg.policies)))
 
 
-def collect_rows(out: Path, policies: list[Policy], seeds: int, generations: int) -> list[dict]:
+def collect_rows(out: Path, policies: list[DataPolicy], seeds: int, generations: int) -> list[dict]:
     """The finished rows of a run folder, ordered by policy, seed and generation."""
     rows = []
     for p in policies:

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synthloop.errors import ConfigError, InputError
-from synthloop.pipeline.folder import RunFolder
+from synthloop.pipeline.folder import RunFolder, dataset_lineage
+from synthloop.records.io import dataset_files, read_parquet_file, read_parquet_schema
 
 MANIFEST = "_croissant.json"
 LEAVES = "_records.sha256"
@@ -40,43 +40,12 @@ SIGNING_KEY_ENV = "SYNTHLOOP_SIGNING_KEY"
 SIGNED_PREFIX = b"synthloop-manifest-v1\x00"
 
 
-def dataset_files(path: str | Path) -> tuple[Path, list[Path]]:
-    """(folder the manifest lives in, Parquet files in order)."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file or directory")
-    if p.is_dir():
-        files = sorted(p.glob("*.parquet"))
-        if not files:
-            raise InputError(f"{p}: no .parquet files in this folder")
-        return p, files
-    if p.suffix.lower() not in (".parquet", ".pq"):
-        raise InputError(f"{p}: a dataset is a Parquet file or a folder of Parquet shards")
-    return p.parent, [p]
-
-
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _read_table(f: Path, **kw) -> pa.Table:
-    try:
-        return pq.read_table(f, **kw)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
-            from None
-
-
-def _read_schema(f: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(f)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
-            from None
 
 
 def _read_json(f: Path) -> dict:
@@ -94,7 +63,7 @@ def record_leaves(files: list[Path]) -> list[tuple[str, str]]:
     (every column, canonical JSON), so any change to a record changes its leaf."""
     out = []
     for f in files:
-        table = _read_table(f)
+        table = read_parquet_file(f)
         if "id" not in table.column_names:
             raise InputError(f"{f}: records have no 'id' column (not a synthloop dataset; "
                              f"read it with synthloop tools first)")
@@ -135,62 +104,6 @@ def _arrow_to_croissant(t: pa.DataType):
     return mlc.DataType.TEXT
 
 
-def provenance_summary(path: str | Path) -> dict:
-    """Lineage of a dataset: origins, generators, depth histogram, watermarks, and — for a
-    pipeline run's ``data/`` — records dropped by step. Reads only the provenance columns."""
-    import pyarrow.compute as pc
-
-    from synthloop.records.schema import Generator
-
-    _, files = dataset_files(path)
-    cols = ["origin", "generation", "generator"]
-    parts = []
-    for f in files:
-        schema = _read_schema(f)
-        missing = [c for c in cols if c not in schema.names]
-        if missing:
-            raise InputError(f"{f}: missing provenance column '{missing[0]}'")
-        extra = [c for c in ("watermark", "digital_source_type") if c in schema.names]
-        parts.append(_read_table(f, columns=cols + extra))
-    t = pa.concat_tables(parts, promote_options="permissive")
-    n = t.num_rows
-    origins = {d["values"]: d["counts"] for d in pc.value_counts(t["origin"]).to_pylist()}
-    depth = {str(d["values"]): d["counts"]
-             for d in pc.value_counts(t["generation"]).to_pylist()}
-    gens: Counter = Counter()
-    weights: dict[str, str] = {}
-    for d in pc.value_counts(t["generator"]).to_pylist():
-        if d["values"]:
-            g = Generator.from_json(d["values"])
-            gens[g.model] += d["counts"]
-            weights[g.model] = g.weights_sha256
-    marks: Counter = Counter()
-    if "watermark" in t.column_names:
-        for d in pc.value_counts(t["watermark"]).to_pylist():
-            if d["values"]:
-                w = json.loads(d["values"])
-                marks[f"{w['scheme']}:{w['key_id']}"] += d["counts"]
-    out = {"records": n, "origins": origins,
-           "synthetic_share": origins.get("synthetic", 0) / n if n else 0.0,
-           "generators": dict(gens.most_common()), "generator_weights_sha256": weights,
-           "depth_histogram": dict(sorted(depth.items(), key=lambda kv: int(kv[0]))),
-           "watermarks": dict(marks)}
-    if "digital_source_type" in t.column_names:
-        out["digital_source_types"] = {
-            d["values"]: d["counts"] for d in pc.value_counts(t["digital_source_type"])
-            .to_pylist() if d["values"]}
-    run = RunFolder.of_data(path)
-    excluded = run.excluded if run else None
-    if excluded is not None and excluded.is_dir():
-        drops: Counter = Counter()
-        for f in sorted(excluded.glob("*.parquet")):
-            for d in pc.value_counts(_read_table(f, columns=["drop_step"])["drop_step"]) \
-                    .to_pylist():
-                drops[d["values"]] += d["counts"]
-        out["dropped_by_step"] = dict(drops.most_common())
-    return out
-
-
 def _run_meta(folder: Path) -> dict:
     """A pipeline run's metadata when ``folder`` is its ``data/`` (else empty), with the
     resolved input path."""
@@ -221,10 +134,10 @@ def build_manifest(path: str | Path, *, name: str | None = None, description: st
     root = merkle_root([leaf for _, leaf in leaves])
     leaves_text = "".join(f"{i}\t{leaf}\n" for i, leaf in leaves)
     write_text_atomic(leaves_text, folder / LEAVES)
-    summary = provenance_summary(path)
+    summary = dataset_lineage(path)
     meta = _run_meta(folder)
     name = name or meta.get("name") or folder.name
-    schema = _read_schema(files[0])
+    schema = read_parquet_schema(files[0])
     ctx = mlc.Context(conforms_to=CroissantVersion.V_1_1)
     ctx.is_live_dataset = False
     dist: list = [mlc.FileObject(ctx=ctx, id=f"file-{f.name}", name=f.name, content_url=f.name,
@@ -251,8 +164,8 @@ def build_manifest(path: str | Path, *, name: str | None = None, description: st
         version="1.0.0", distribution=dist,
         date_published=datetime.fromisoformat(meta.get("created_at") or utc_now()),
         record_sets=[mlc.RecordSet(ctx=ctx, id="records", name="records", fields=fields)],
-        data_collection=(f"Mixed dataset: {summary['origins'].get('real', 0):,} real records "
-                         f"and {summary['origins'].get('synthetic', 0):,} synthetic records "
+        data_collection=(f"Mixed dataset: {summary['real']:,} real records "
+                         f"and {summary['synthetic']:,} synthetic records "
                          f"generated by {gens}; every record carries its provenance "
                          f"(origin, generation, generator, parents)."),
         data_collection_type=["Synthetic data generation"] if share else ["Other"],
@@ -280,7 +193,8 @@ def build_manifest(path: str | Path, *, name: str | None = None, description: st
                       for m in summary["generators"]]}]
     doc["disclosure"] = {
         "records": summary["records"], "synthetic_share": round(share, 6),
-        "origins": summary["origins"], "generators": summary["generators"],
+        "origins": {"real": summary["real"], "synthetic": summary["synthetic"]},
+        "generators": summary["generators"],
         "depth_histogram": summary["depth_histogram"],
         "digital_source_type": sorted(summary.get("digital_source_types", {})),
         "watermarks": summary["watermarks"],

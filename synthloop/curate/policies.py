@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from synthloop.errors import ConfigError
 from synthloop.records.schema import concat_records
@@ -87,7 +86,7 @@ KINDS = ("replace", "keep-real", "accumulate", "accumulate-subsample", "max-dept
 
 
 @dataclass(frozen=True)
-class Policy:
+class DataPolicy:
     """A parsed policy spec (see the module docstring for the grammar)."""
 
     spec: str
@@ -126,17 +125,17 @@ def _fraction(text: str, spec: str, *, closed_one: bool) -> float:
     return v
 
 
-def parse_policy(spec: str) -> Policy:
+def parse_policy(spec: str) -> DataPolicy:
     """Parse one policy spec, e.g. ``keep-real:0.1`` or ``filter:ppl-top:0.2``."""
     spec = spec.strip()
     parts = spec.split(":")
     kind = parts[0]
     if kind in ("replace", "accumulate", "accumulate-subsample") and len(parts) == 1:
-        return Policy(spec, kind)
+        return DataPolicy(spec, kind)
     if kind == "keep-real" and len(parts) == 2:
-        return Policy(spec, kind, real_fraction=_fraction(parts[1], spec, closed_one=True))
+        return DataPolicy(spec, kind, real_fraction=_fraction(parts[1], spec, closed_one=True))
     if kind == "real-share" and len(parts) == 2:
-        return Policy(spec, kind, real_fraction=_fraction(parts[1], spec, closed_one=True))
+        return DataPolicy(spec, kind, real_fraction=_fraction(parts[1], spec, closed_one=True))
     if kind == "max-depth" and len(parts) == 2:
         try:
             k = int(parts[1])
@@ -144,18 +143,18 @@ def parse_policy(spec: str) -> Policy:
             raise ConfigError(f"policy '{spec}': '{parts[1]}' is not an integer") from None
         if k < 0:
             raise ConfigError(f"policy '{spec}': depth must be ≥ 0")
-        return Policy(spec, kind, max_depth=k)
+        return DataPolicy(spec, kind, max_depth=k)
     if kind == "filter" and len(parts) == 3:
         if parts[1] not in _FILTERS:
             raise ConfigError(f"policy '{spec}': unknown filter '{parts[1]}' "
                               f"(known: {', '.join(sorted(_FILTERS))})")
-        return Policy(spec, kind, filter_name=parts[1],
+        return DataPolicy(spec, kind, filter_name=parts[1],
                       filter_fraction=_fraction(parts[2], spec, closed_one=False))
     raise ConfigError(f"unknown policy '{spec}' (use replace, keep-real:P, real-share:P, "
                       f"accumulate, accumulate-subsample, max-depth:K or filter:NAME:Q)")
 
 
-def parse_policies(text: str) -> list[Policy]:
+def parse_policies(text: str) -> list[DataPolicy]:
     """Parse a comma-separated list of policy specs (duplicates are an error)."""
     policies = [parse_policy(s) for s in text.split(",") if s.strip()]
     if not policies:
@@ -172,7 +171,7 @@ def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
     return table.take(pa.array(np.sort(rows), pa.int64()))
 
 
-def mix(policy: Policy, real: pa.Table, synthetic: Mapping[int, pa.Table], generation: int,
+def mix(policy: DataPolicy, real: pa.Table, synthetic: Mapping[int, pa.Table], generation: int,
         rng: np.random.Generator) -> pa.Table:
     """The training set of ``generation`` (≥ 1) under ``policy``.
 
@@ -242,7 +241,7 @@ def within_depth(table: pa.Table, max_depth: int) -> pa.Table:
     return table.filter(pa.array(depth_mask(table, max_depth)))
 
 
-def mix_dataset(policy: Policy, real: pa.Table | None, synthetic: pa.Table,
+def mix_dataset(policy: DataPolicy, real: pa.Table | None, synthetic: pa.Table,
                 rng: np.random.Generator) -> tuple[pa.Table, pa.Table, list[str]]:
     """Mix one synthetic set (records of any depth) with real data: the pipeline's ``mix``.
 
@@ -298,14 +297,3 @@ def mix_dataset(policy: Policy, real: pa.Table | None, synthetic: pa.Table,
 def _concat(parts: list[pa.Table]) -> pa.Table:
     common = [c for c in parts[0].column_names if all(c in p.column_names for p in parts)]
     return pa.concat_tables([p.select(common) for p in parts])
-
-
-def mix_summary(table: pa.Table) -> dict:
-    """Counts of a training mix by origin and generation: the traceable share of each."""
-    gens = pc.value_counts(table.column("generation")).to_pylist()
-    by_gen = {str(d["values"]): int(d["counts"]) for d in gens}
-    real = int(pc.sum(pc.equal(table.column("origin"), "real")).as_py() or 0)
-    return {"records": table.num_rows, "real": real,
-            "synthetic": table.num_rows - real,
-            "real_share": real / table.num_rows if table.num_rows else 0.0,
-            "by_generation": dict(sorted(by_gen.items(), key=lambda kv: int(kv[0])))}

@@ -12,7 +12,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from synthloop.errors import ConfigError
-from synthloop.generate.backends import BackendSpec, Sampling
+from synthloop.generate.backends import PIPELINE_SAMPLING, BackendSpec
+from synthloop.models.params import GenParams
 from synthloop.pipeline.step import Filter, Scorer, register, text_column
 from synthloop.sandbox import Limits, check_isolation, run_python
 
@@ -50,7 +51,8 @@ class Judge(Scorer):
 
     backend: BackendSpec = BackendSpec()
     template: str = JUDGE_TEMPLATE
-    sampling: Sampling = Sampling(max_new_tokens=8, temperature=0.2, top_p=1.0)
+    sampling: GenParams = PIPELINE_SAMPLING.replace(max_new_tokens=8, temperature=0.2,
+                                                     top_p=1.0)
     column: str = "judge_score"
     min_score: int = 1
     max_score: int = 5

@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from synthloop.configs import Config
 from synthloop.errors import ConfigError
 from synthloop.models.params import GenParams
 
@@ -43,24 +44,18 @@ class Completion:
     error: str | None = None
 
 
-class Sampling(BaseModel):
-    """Decoding parameters of a generation step (recorded in every record's provenance)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_new_tokens: int = Field(128, ge=1, le=32768)
-    temperature: float = Field(0.8, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    repetition_penalty: float = Field(1.0, ge=1)
-    batch_size: int = Field(16, ge=1)
+#: Decoding defaults of the pipeline's generation steps, ``synthloop generate`` and
+#: ``synthloop serve`` (:class:`~synthloop.models.params.GenParams`; a ``sampling:`` block in
+#: YAML overrides only the fields it names). Recorded in every record's provenance.
+PIPELINE_SAMPLING = GenParams(max_new_tokens=128, temperature=0.8, top_p=0.95,
+                              batch_size=16, stop_at_eos=True)
 
 
 class TextBackend(ABC):
     """Turns prompts into completions; ``identity()`` says which model did it."""
 
     @abstractmethod
-    def complete(self, prompts: Sequence[str], sampling: Sampling, *, seed: int,
+    def complete(self, prompts: Sequence[str], sampling: GenParams, *, seed: int,
                  chat: bool = True,
                  progress: Callable[[int], None] | None = None) -> list[Completion]:
         """One completion per prompt, in order. ``chat`` wraps each prompt as a user turn."""
@@ -118,10 +113,6 @@ class LocalBackend(TextBackend):
             if not 0 < len(t) <= limit:
                 out[i] = Completion(error=f"prompt is {len(t)} tokens; the model takes at "
                                           f"most {limit} before {sampling.max_new_tokens} new")
-        params = GenParams(max_new_tokens=sampling.max_new_tokens,
-                           temperature=sampling.temperature, top_p=sampling.top_p,
-                           top_k=sampling.top_k, repetition_penalty=sampling.repetition_penalty,
-                           batch_size=sampling.batch_size, stop_at_eos=True)
         if self.dtype != "auto":
             import torch
 
@@ -130,7 +121,7 @@ class LocalBackend(TextBackend):
             return out  # type: ignore[return-value]
         if seeds is not None:
             extra["seeds"] = [seeds[i] for i in ok]
-        new = self.lm.generate([ids[i] for i in ok], params, seed=seed, progress=progress,
+        new = self.lm.generate([ids[i] for i in ok], sampling, seed=seed, progress=progress,
                                **extra)
         for i, toks, text in zip(ok, new, self.lm.decode(new), strict=True):
             reason = "length" if len(toks) >= sampling.max_new_tokens else "stop"
@@ -266,10 +257,11 @@ class OpenAIBackend(TextBackend):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def _body(self, prompt: str, sampling: Sampling, seed: int, chat: bool) -> dict:
+    def _body(self, prompt: str, sampling: GenParams, seed: int, chat: bool) -> dict:
         body = {"model": self.model, "max_tokens": sampling.max_new_tokens,
-                "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": seed}
-        if sampling.top_k:
+                "temperature": 0.0 if sampling.greedy else sampling.temperature,
+                "top_p": 1.0 if sampling.greedy else sampling.top_p, "seed": seed}
+        if sampling.top_k and not sampling.greedy:
             body["top_k"] = sampling.top_k
         if sampling.repetition_penalty != 1.0:
             body["repetition_penalty"] = sampling.repetition_penalty
@@ -279,7 +271,7 @@ class OpenAIBackend(TextBackend):
             body["prompt"] = prompt
         return body
 
-    def _one(self, prompt: str, sampling: Sampling, seed: int, chat: bool) -> Completion:
+    def _one(self, prompt: str, sampling: GenParams, seed: int, chat: bool) -> Completion:
         import requests
 
         url = f"{self.base_url}/{'chat/completions' if chat else 'completions'}"
@@ -329,6 +321,14 @@ class OpenAIBackend(TextBackend):
         return Completion(error=f"{url}: {last} after {self.max_retries} retries")
 
     def complete(self, prompts, sampling, *, seed, chat=True, progress=None):
+        if sampling.num_beams > 1:
+            raise ConfigError("num_beams: an OpenAI-compatible server does not beam search; "
+                              "use num_beams: 1", fields=("num_beams",))
+        if not sampling.stop_at_eos:
+            raise ConfigError("stop_at_eos: an OpenAI-compatible server always stops at the "
+                              "end-of-sequence token; use stop_at_eos: true",
+                              fields=("stop_at_eos",))
+
         def run(i: int) -> Completion:
             c = self._one(prompts[i], sampling, seed + i, chat)
             if progress:
@@ -339,7 +339,7 @@ class OpenAIBackend(TextBackend):
             return list(pool.map(run, range(len(prompts))))
 
 
-class BackendSpec(BaseModel):
+class BackendSpec(Config):
     """Which model generates: a local one by name/folder, or a server by ``base_url``.
 
     ``model`` is ``smollm2-135m`` (embedded), a local model folder, or, with ``base_url``, the
@@ -347,7 +347,6 @@ class BackendSpec(BaseModel):
     ``api_key_env`` (never from the configuration file).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = "smollm2-135m"
     base_url: str | None = None

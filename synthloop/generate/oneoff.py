@@ -13,7 +13,8 @@ import pyarrow as pa
 import synthloop.generate.copula  # noqa: F401  (registers table-copula, privacy-filter)
 import synthloop.generate.text  # noqa: F401  (registers generate, taxonomy-generate)
 from synthloop.errors import ConfigError
-from synthloop.generate.backends import BackendSpec, DecodeDtype, Sampling
+from synthloop.generate.backends import PIPELINE_SAMPLING, BackendSpec, DecodeDtype
+from synthloop.models.params import GenParams
 from synthloop.pipeline.config import PipelineConfig, validate_steps
 from synthloop.pipeline.runner import RunResult, committed_work, run_pipeline
 from synthloop.progress import Progress
@@ -36,7 +37,7 @@ def _prompt_input(prompts: Path, n: int, run_dir: Path, template: str | None) ->
 def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path | None = None,
                      taxonomy: str | Path | None = None, table: str | Path | None = None,
                      run_dir: str | Path | None = None, base_url: str | None = None,
-                     api_key_env: str | None = None, sampling: Sampling | None = None,
+                     api_key_env: str | None = None, sampling: GenParams | None = None,
                      template: str | None = None, chat: bool = True, seed: int = 0,
                      device: str = "cpu", dtype: str = "auto", privacy_filter: bool = False,
                      shard_size: int = 32,
@@ -82,7 +83,7 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
               base_url, api_key_env, device, dtype, chat, sampling, seed, shard_size,
               privacy_filter, watermark, key_file, progress):
     run_dir.mkdir(parents=True, exist_ok=True)
-    sampling = sampling or Sampling()
+    sampling = sampling or PIPELINE_SAMPLING
     backend = BackendSpec(model=model, base_url=base_url, api_key_env=api_key_env,
                           device=device, dtype=dtype).model_dump()
     cfg: dict = {"name": "generate", "seed": seed, "shard_size": shard_size}
@@ -115,7 +116,8 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
     config = PipelineConfig.model_validate(cfg)
     result = run_pipeline(config, validate_steps(config.steps, "generate"), run_dir,
                           progress=progress)
-    from synthloop.pipeline.runner import read_shards, shard_files
+    from synthloop.pipeline.folder import shard_files
+    from synthloop.pipeline.runner import read_shards
 
     parts = shard_files(result.data)
     if out.suffix.lower() in (".parquet", ".pq", ".jsonl", ".ndjson"):

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from synthloop.generate.backends import Completion, LocalBackend, Sampling
+from synthloop.generate.backends import PIPELINE_SAMPLING, Completion, LocalBackend
+from synthloop.models.params import GenParams
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -62,7 +63,7 @@ class CompletionRequest(_Request):
 @dataclass
 class _Job:
     prompt: str
-    sampling: Sampling
+    sampling: GenParams
     seed: int
     chat: bool
     future: Future = field(default_factory=Future)
@@ -86,7 +87,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._work, daemon=True, name="synthloop-batch")
         self._thread.start()
 
-    def submit(self, prompt: str, sampling: Sampling, seed: int, chat: bool) -> Future:
+    def submit(self, prompt: str, sampling: GenParams, seed: int, chat: bool) -> Future:
         job = _Job(prompt, sampling, seed, chat)
         self.jobs.put(job)
         return job.future
@@ -119,7 +120,7 @@ class Batcher:
 
     def _run(self, jobs: list[_Job]) -> None:
         s = jobs[0].sampling
-        sampling = s.model_copy(update={"batch_size": min(len(jobs), self.max_batch)})
+        sampling = s.replace(batch_size=min(len(jobs), self.max_batch))
         try:
             done = self.backend.complete([j.prompt for j in jobs], sampling, seed=0,
                                          chat=jobs[0].chat, seeds=[j.seed for j in jobs])
@@ -195,10 +196,11 @@ def create_app(backend: LocalBackend, *, api_key: str | None = None,
         if req.max_tokens >= max_positions:
             raise HTTPException(400, f"max_tokens is {req.max_tokens}: the model holds at most "
                                      f"{max_positions} positions, prompt included")
-        sampling = Sampling(max_new_tokens=req.max_tokens,
-                            temperature=req.temperature or 1e-4, top_p=req.top_p,
-                            top_k=req.top_k, repetition_penalty=req.repetition_penalty,
-                            batch_size=1)
+        # temperature 0 is greedy decoding, as in the OpenAI API
+        sampling = PIPELINE_SAMPLING.replace(
+            max_new_tokens=req.max_tokens, temperature=req.temperature or 1.0,
+            greedy=not req.temperature, top_p=req.top_p, top_k=req.top_k,
+            repetition_penalty=req.repetition_penalty, batch_size=1)
         c: Completion = await asyncio.wrap_future(
             batcher.submit(prompt, sampling, req.seed, chat))
         if c.error:

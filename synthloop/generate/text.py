@@ -16,10 +16,17 @@ import jinja2
 import jinja2.sandbox
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from synthloop.configs import Config
 from synthloop.errors import ConfigError, InputError
-from synthloop.generate.backends import BackendSpec, Completion, Sampling, template_sha256
+from synthloop.generate.backends import (
+    PIPELINE_SAMPLING,
+    BackendSpec,
+    Completion,
+    template_sha256,
+)
+from synthloop.models.params import GenParams
 from synthloop.pipeline.step import Step, StepContext, StepOutput, register
 from synthloop.records.schema import Generator, content, record_id, synthetic_records
 
@@ -64,8 +71,8 @@ def shared_lm(model: str, device: str, ctx: StepContext):
     return ctx.resources.get(("lm", model, device), lambda: load_lm(model, device=device))
 
 
-def complete_prompts(spec: BackendSpec, prompts: list[str], sampling: Sampling, ctx: StepContext,
-              chat: bool, what: str, watermark=None) -> list[Completion]:
+def complete_prompts(spec: BackendSpec, prompts: list[str], sampling: GenParams,
+                     ctx: StepContext, chat: bool, what: str, watermark=None) -> list[Completion]:
     if not prompts:
         return []
     ctx.progress.stage(what, len(prompts))
@@ -74,11 +81,9 @@ def complete_prompts(spec: BackendSpec, prompts: list[str], sampling: Sampling, 
                                         progress=ctx.progress.advance, **extra)
 
 
-class WatermarkOptions(BaseModel):
+class WatermarkOptions(Config):
     """Mark generated text with the green-list watermark (key from
     ``SYNTHLOOP_WATERMARK_KEY`` or ``key_file``; only its id is recorded)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     gamma: float = Field(0.25, gt=0, lt=1)
     delta: float = Field(2.0, gt=0)
@@ -94,10 +99,11 @@ class WatermarkOptions(BaseModel):
         backend = _backend(spec, ctx)
         key = load_key(ctx.path(self.key_file) if self.key_file else None)
         return GreenList(key, backend.vocab_size(),
-                         WatermarkSpec(self.gamma, self.delta, self.context_width))
+                         WatermarkSpec(gamma=self.gamma, delta=self.delta,
+                                       context_width=self.context_width))
 
 
-def _generator(spec: BackendSpec, sampling: Sampling, ctx: StepContext, template: str,
+def _generator(spec: BackendSpec, sampling: GenParams, ctx: StepContext, template: str,
                chat: bool) -> Generator:
     model, sha = _backend(spec, ctx).identity()
     decoding = {**sampling.model_dump(exclude={"batch_size"}), "chat": chat}
@@ -143,7 +149,7 @@ class Generate(Step):
 
     backend: BackendSpec = BackendSpec()
     template: str = "Continue this text.\n\n{{ text }}"
-    sampling: Sampling = Sampling()
+    sampling: GenParams = PIPELINE_SAMPLING
     n_per_record: int = Field(1, ge=1, le=1000)
     chat: bool = True
     output_field: str = "text"
@@ -225,7 +231,7 @@ class TaxonomyGenerate(Step):
     backend: BackendSpec = BackendSpec()
     question_template: str = QUESTION_TEMPLATE
     answer_template: str = ANSWER_TEMPLATE
-    sampling: Sampling = Sampling()
+    sampling: GenParams = PIPELINE_SAMPLING
     n_per_leaf: int = Field(4, ge=1, le=100000)
     shots: int = Field(3, ge=1, le=20)
     min_chars: int = Field(8, ge=0)
@@ -326,7 +332,7 @@ class SelfInstruct(Step):
     instruction_field: str = "instruction"
     instruction_template: str = INSTRUCTION_TEMPLATE
     answer_template: str = "{{ instruction }}"
-    sampling: Sampling = Sampling()
+    sampling: GenParams = PIPELINE_SAMPLING
     n: int = Field(16, ge=1)
     shots: int = Field(3, ge=1, le=20)
     batch: int = Field(16, ge=1)

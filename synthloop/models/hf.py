@@ -176,7 +176,6 @@ class HFLM(LanguageModel):
         ``LogitsProcessor`` objects, e.g. a watermark) run after the model's own; ``dtype``
         decodes in another dtype than the model's (see :func:`engine_for`); ``seeds``: one
         per prompt, each continued as if alone with its seed."""
-        params.validate()
         eos = self.tokenizer.eos_token_id
         stop = params.stop_at_eos and params.num_beams == 1 and eos is not None
         engine = engine_for(self.model, dtype=dtype) if self.engine else None
@@ -198,7 +197,6 @@ class HFLM(LanguageModel):
                     logits_processors=None):
         """Generation through transformers' ``generate`` (the fallback; also the benchmark's
         reference). Seeds torch's global generator."""
-        params.validate()
         if params.stop_at_eos and params.num_beams == 1:
             return self._generate_until_eos(prompts, params, seed=seed, progress=progress,
                                             logits_processors=logits_processors)

@@ -1,12 +1,20 @@
-"""Parameters of training and decoding, shared by every LM backend."""
+"""Parameters of training and decoding, shared by every LM backend.
+
+:class:`GenParams` is the one decoding model: the engine, the transformers fallback, the
+collapse lab, the pipeline's generation steps (their ``sampling:`` block in YAML), the judge,
+self-play and ``synthloop serve`` all take it. Each caller may set its own defaults (the
+pipeline's generation steps sample at temperature 0.8, top-p 0.95 and stop at EOS); a partial
+YAML block overrides only the fields it names.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from pydantic import Field, model_validator
+
+from synthloop.configs import Config
 
 
-@dataclass(frozen=True)
-class TrainParams:
+class TrainParams(Config):
     """How to train or fine-tune.
 
     Attributes:
@@ -21,21 +29,17 @@ class TrainParams:
         max_steps: cap on optimiser steps (``None``: no cap).
     """
 
-    epochs: float = 2.0
-    batch_size: int = 32
-    seq_len: int = 130
-    lr: float = 2e-3
-    warmup: float = 0.05
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    max_steps: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    epochs: float = Field(2.0, gt=0)
+    batch_size: int = Field(32, ge=1)
+    seq_len: int = Field(130, ge=2)
+    lr: float = Field(2e-3, gt=0)
+    warmup: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
 
 
-@dataclass(frozen=True)
-class GenParams:
+class GenParams(Config):
     """How to decode.
 
     Attributes:
@@ -55,31 +59,19 @@ class GenParams:
             ignored, as in transformers with ``do_sample=False``).
     """
 
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    num_beams: int = 1
-    repetition_penalty: float = 1.0
-    batch_size: int = 256
+    max_new_tokens: int = Field(64, ge=1, le=32768)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    num_beams: int = Field(1, ge=1)
+    repetition_penalty: float = Field(1.0, ge=1)
+    batch_size: int = Field(256, ge=1)
     stop_at_eos: bool = False
     greedy: bool = False
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self) -> None:
-        from synthloop.errors import ConfigError
-
-        if self.max_new_tokens < 1:
-            raise ConfigError("max_new_tokens must be ≥ 1")
-        if self.temperature <= 0:
-            raise ConfigError("temperature must be > 0")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError("top_p must be in (0, 1]")
-        if self.num_beams < 1 or self.top_k < 0 or self.batch_size < 1:
-            raise ConfigError("num_beams and batch_size must be ≥ 1, top_k ≥ 0")
-        if self.repetition_penalty < 1:
-            raise ConfigError("repetition_penalty must be ≥ 1")
+    @model_validator(mode="after")
+    def _one_search(self) -> GenParams:
         if self.greedy and self.num_beams > 1:
-            raise ConfigError("greedy decoding and beam search exclude each other")
+            raise ValueError("greedy decoding and beam search exclude each other "
+                             "(greedy: true with num_beams > 1)")
+        return self

@@ -8,8 +8,9 @@
 """
 
 from synthloop.pipeline.config import PipelineConfig, validate_steps
-from synthloop.pipeline.runner import RunResult, run_pipeline, summarize
+from synthloop.pipeline.folder import RunFolder, dataset_lineage
+from synthloop.pipeline.runner import RunResult, run_pipeline
 from synthloop.pipeline.step import Filter, Scorer, Step, StepContext, StepOutput, register
 
-__all__ = ["Filter", "PipelineConfig", "RunResult", "Scorer", "Step", "StepContext",
-           "StepOutput", "register", "run_pipeline", "summarize", "validate_steps"]
+__all__ = ["Filter", "PipelineConfig", "RunFolder", "RunResult", "Scorer", "Step", "StepContext",
+           "StepOutput", "dataset_lineage", "register", "run_pipeline", "validate_steps"]

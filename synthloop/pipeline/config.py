@@ -15,7 +15,7 @@ steps:
   - type: minhash-dedup
     threshold: 0.8
   - type: mix
-    policy: keep-real:0.5
+    policy: real-share:0.5
 ```
 
 Errors name the file, the step (index and type) and the field. Loading a YAML file and the
@@ -28,16 +28,15 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from synthloop.configs import Config, config_error
 from synthloop.errors import ConfigError
 from synthloop.pipeline.step import STEP_TYPES, Step
 
 
-class PipelineConfig(BaseModel):
+class PipelineConfig(Config):
     """Everything a run needs except where to write it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = "pipeline"
     seed: int = 0
@@ -53,10 +52,6 @@ class PipelineConfig(BaseModel):
         if (self.input is None) == (self.taxonomy is None):
             raise ValueError("give exactly one of 'input' (a dataset) and 'taxonomy' (a folder)")
         return self
-
-
-def field_path(loc: tuple) -> str:
-    return ".".join(str(x) for x in loc) or "(top level)"
 
 
 def validate_steps(raw_steps: list[dict], source: str = "<config>") -> list[Step]:
@@ -76,9 +71,7 @@ def validate_steps(raw_steps: list[dict], source: str = "<config>") -> list[Step
         try:
             steps.append(cls.model_validate(params))
         except ValidationError as e:
-            err = e.errors()[0]
-            raise ConfigError(f"{source}: steps[{i}] ({kind}): {field_path(err['loc'])}: "
-                              f"{err['msg']}") from None
+            raise config_error(e, f"{source}: steps[{i}] ({kind})") from None
         except ConfigError as e:
             raise ConfigError(f"{source}: steps[{i}] ({kind}): {e}") from None
     labels = [s.label for s in steps]

@@ -14,8 +14,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from synthloop.pipeline.step import reason_class
+from synthloop.records.io import dataset_files, read_parquet_file
+from synthloop.records.lineage import lineage_summary, read_lineage_columns
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,45 @@ class RunFolder:
             if (d / "_DONE").exists() or any(d.glob("part-*.done")):
                 return True
         return False
+
+
+    def drops(self) -> dict:
+        """What the run dropped: ``{"dropped": {step: {"records": n, "reasons": {kind: n}}},
+        "dropped_total": n}`` (the ten most frequent reason kinds per step)."""
+        by_step: dict[str, dict] = defaultdict(lambda: {"records": 0, "reasons": Counter()})
+        if self.excluded.is_dir():
+            for p in sorted(self.excluded.glob("*.parquet")):
+                t = read_parquet_file(p, ["drop_step", "drop_reason"])
+                for step, reason in zip(t.column("drop_step").to_pylist(),
+                                        t.column("drop_reason").to_pylist(), strict=True):
+                    by_step[step]["records"] += 1
+                    by_step[step]["reasons"][reason_class(reason)] += 1
+        return {"dropped": {k: {"records": v["records"],
+                                "reasons": dict(v["reasons"].most_common(10))}
+                            for k, v in by_step.items()},
+                "dropped_total": sum(v["records"] for v in by_step.values())}
+
+    def lineage(self) -> dict:
+        """The lineage of the run's published dataset
+        (:func:`~synthloop.records.lineage.lineage_summary`) plus :meth:`drops`."""
+        files = shard_files(self.data) if self.data.is_dir() else []
+        return {**lineage_summary(read_lineage_columns(files)), **self.drops()}
+
+
+def shard_files(folder: Path) -> list[Path]:
+    """The Parquet shards of a stage or dataset folder, in order."""
+    return sorted(Path(folder).glob("part-*.parquet"))
+
+
+def dataset_lineage(path: str | Path) -> dict:
+    """The lineage of a Parquet dataset (a file or a folder of shards); for a pipeline run's
+    ``data/`` folder, with what the run dropped (:meth:`RunFolder.lineage`). Streams shard by
+    shard, reading only the provenance columns."""
+    run = RunFolder.of_data(path)
+    if run is not None:
+        return run.lineage()
+    _, files = dataset_files(path)
+    return lineage_summary(read_lineage_columns(files))
 
 
 def _read_dict(path: Path) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from synthloop.pipeline.executors import (
     apply_steps,
     make_executor,
 )
-from synthloop.pipeline.folder import RunFolder
+from synthloop.pipeline.folder import RunFolder, shard_files
 from synthloop.pipeline.step import Resources, Step, StepContext
 from synthloop.progress import NullProgress, Progress
 from synthloop.records.io import remove_orphan_temporaries, write_parquet, write_text_atomic
@@ -56,11 +55,6 @@ class RunResult:
     excluded: Path
     stats: list[dict]
     summary: dict
-
-
-def shard_files(folder: Path) -> list[Path]:
-    """The Parquet shards of a stage or dataset folder, in order."""
-    return sorted(folder.glob("part-*.parquet"))
 
 
 def _write_shards(table: pa.Table, folder: Path, shard_size: int) -> int:
@@ -194,7 +188,7 @@ def _run(cfg: PipelineConfig, steps: Sequence[Step], out: Path, base_dir: Path,
     _publish(prev, run.data)
     stats = _collect_stats(run.stages, steps)
     write_text_atomic(json.dumps(stats, indent=2), run.stats_path)
-    summary = summarize(out)
+    summary = run.lineage()
     write_text_atomic(json.dumps(summary, indent=2), run.summary_path)
     return RunResult(out, run.data, run.excluded, stats, summary)
 
@@ -266,46 +260,6 @@ def _collect_stats(stage_root: Path, steps: Sequence[Step]) -> list[dict]:
                 a[key] += s[key]
             a["seconds"] = round(a["seconds"] + s["seconds"], 3)
     return [agg[s.label] for s in steps if s.label in agg]
-
-
-def summarize(out: str | Path) -> dict:
-    """Provenance of a run's final dataset: what share is synthetic, from which models, at
-    what depth, and which steps dropped how many records and why."""
-    from synthloop.pipeline.step import reason_class
-    from synthloop.records.schema import Generator
-
-    out = Path(out)
-    parts = shard_files(RunFolder(Path(out)).data)
-    data = read_shards(parts) if parts else pa.table({"origin": pa.array([], pa.string())})
-    n = data.num_rows
-    origins = Counter(data.column("origin").to_pylist()) if n else Counter()
-    models: Counter = Counter()
-    if n:
-        for g in data.column("generator").to_pylist():
-            if g:
-                models[Generator.from_json(g).model] += 1
-    depth = Counter(data.column("generation").to_pylist()) if n else Counter()
-    summary: dict = {
-        "records": n, "real": origins.get("real", 0), "synthetic": origins.get("synthetic", 0),
-        "synthetic_share": origins.get("synthetic", 0) / n if n else 0.0,
-        "generators": dict(models.most_common()),
-        "depth_histogram": {str(k): v for k, v in sorted(depth.items())},
-    }
-    if n and "taxonomy_path" in data.column_names:
-        paths = Counter(p for p in data.column("taxonomy_path").to_pylist() if p)
-        summary["taxonomy_paths"] = dict(sorted(paths.items()))
-    drops: dict[str, dict] = defaultdict(lambda: {"records": 0, "reasons": Counter()})
-    for p in sorted(RunFolder(Path(out)).excluded.glob("*.parquet")):
-        t = pq.read_table(p, columns=["drop_step", "drop_reason"])
-        for step, reason in zip(t.column("drop_step").to_pylist(),
-                                t.column("drop_reason").to_pylist(), strict=True):
-            drops[step]["records"] += 1
-            drops[step]["reasons"][reason_class(reason)] += 1
-    summary["dropped"] = {k: {"records": v["records"],
-                              "reasons": dict(v["reasons"].most_common(10))}
-                          for k, v in drops.items()}
-    summary["dropped_total"] = sum(v["records"] for v in drops.values())
-    return summary
 
 
 def wait_for(path: Path, timeout_s: float) -> bool:

@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
+from synthloop.configs import Config
 from synthloop.progress import NullProgress, Progress
 
 
@@ -94,10 +94,9 @@ class StepOutput:
             raise ValueError(f"{n} dropped rows but {len(self.reasons)} reasons")
 
 
-class Step(BaseModel):
-    """Base of every pipeline step (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Step(Config):
+    """Base of every pipeline step (see the module docstring); a step is a
+    :class:`~synthloop.configs.Config`: unknown fields are errors, instances are frozen."""
 
     kind: ClassVar[str] = ""
     scope: ClassVar[str] = "shard"

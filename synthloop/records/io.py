@@ -264,6 +264,54 @@ def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
     return table
 
 
+def dataset_files(path: str | Path) -> tuple[Path, list[Path]]:
+    """A Parquet dataset's ``(folder, files in order)``: a ``.parquet`` file or a folder of
+    Parquet shards."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    if p.is_dir():
+        files = sorted(p.glob("*.parquet"))
+        if not files:
+            raise InputError(f"{p}: no .parquet files in this folder")
+        return p, files
+    if p.suffix.lower() not in (".parquet", ".pq"):
+        raise InputError(f"{p}: a dataset is a Parquet file or a folder of Parquet shards")
+    return p.parent, [p]
+
+
+def read_parquet_schema(f: str | Path) -> pa.Schema:
+    """One Parquet file's schema; an unreadable file is one error line."""
+    try:
+        return pq.read_schema(f)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
+            from None
+
+
+def read_parquet_file(f: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """One Parquet file (only ``columns`` when given; empty files allowed); an unreadable
+    file is one error line."""
+    try:
+        return pq.read_table(f, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") \
+            from None
+
+
+def read_parquet_columns(f: str | Path, *, required: Sequence[str] = (),
+                         optional: Sequence[str] = ()) -> pa.Table:
+    """The ``required`` columns of one Parquet file (a missing one is an error naming it) and
+    those of ``optional`` it has; only these columns are read."""
+    names = read_parquet_schema(f).names
+    missing = [c for c in required if c not in names]
+    if missing:
+        have = ", ".join(names) or "none"
+        raise InputError(f"{f}: missing column '{missing[0]}' (columns: {have})",
+                         fields=(missing[0],))
+    return read_parquet_file(f, [*required, *(c for c in optional if c in names)])
+
+
 def _require_columns(table: pa.Table, required: Sequence[str], path: Path) -> None:
     for name in required:
         if name not in table.column_names:

@@ -102,7 +102,6 @@ class GenerationEngine:
                 alone with that seed (prompt index 0): a server batching requests of different
                 seeds answers each exactly as it would alone. Overrides ``seed``.
         """
-        params.validate()
         if not prompts:
             return []
         limits = list(max_new_tokens) if max_new_tokens is not None else \
