@@ -43,6 +43,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+
+from synthloop.configs import Config
 from synthloop.errors import ConfigError
 
 LEVELS = ("process", "namespaces", "bubblewrap")
@@ -69,8 +72,7 @@ class SandboxUnavailable(ConfigError):
     """The requested isolation level cannot be had on this machine."""
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Config):
     """Resource limits of one sandboxed run.
 
     timeout_s: wall-clock seconds (> 0) after which the whole sandbox is killed; CPU seconds
@@ -81,21 +83,12 @@ class Limits:
     output_kb: how much of stdout / stderr is kept (the rest is cut off by ``file_size_mb``).
     """
 
-    timeout_s: float = 5.0
-    memory_mb: int = 512
-    processes: int = 16
-    file_size_mb: int = 16
-    open_files: int = 64
-    output_kb: int = 64
-
-    def __post_init__(self) -> None:
-        if not self.timeout_s > 0:
-            raise ConfigError(f"sandbox: timeout_s must be > 0 (got {self.timeout_s})")
-        if self.memory_mb < 64:
-            raise ConfigError(f"sandbox: memory_mb must be ≥ 64 (got {self.memory_mb})")
-        for name in ("processes", "file_size_mb", "open_files", "output_kb"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"sandbox: {name} must be ≥ 1 (got {getattr(self, name)})")
+    timeout_s: float = Field(5.0, gt=0)
+    memory_mb: int = Field(512, ge=64)
+    processes: int = Field(16, ge=1)
+    file_size_mb: int = Field(16, ge=1)
+    open_files: int = Field(64, ge=1)
+    output_kb: int = Field(64, ge=1)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def test_threshold_bounds_and_missing():
     out = Threshold(column="ppl", max=10).apply(t, ctx())
     assert out.kept.num_rows == 1
     assert out.reasons == ["ppl 50 > max 10", "ppl missing"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="give min, max or both"):
         Threshold(column="ppl")
     with pytest.raises(Exception, match="no column"):
         Threshold(column="judge", min=1).apply(t, ctx())
@@ -136,7 +136,7 @@ def test_mix_step_reads_real_data_and_refuses_collapse_only_policies(tmp_path):
     out = Mix(policy="keep-real:0.5").apply(syn, ctx(source=real_path))
     assert out.kept.column("origin").to_pylist().count("real") == 10
     assert len(out.reasons) == 30
-    with pytest.raises(ValueError, match="collapse-lab policy"):
+    with pytest.raises(ConfigError, match="collapse-lab policy"):
         Mix(policy="accumulate-subsample")
     with pytest.raises(ConfigError):
         parse_policy("max-depth:x")

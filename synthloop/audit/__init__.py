@@ -163,10 +163,7 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
         raise ConfigError(f"kind must be 'text' or 'table', got '{kind}'")
     cfg_cls = TextAuditConfig if kind == "text" else TableAuditConfig
     if config is None:
-        try:
-            config = cfg_cls(**options)
-        except TypeError as e:
-            raise ConfigError(f"unknown {kind} audit option: {e}") from None
+        config = cfg_cls(**options)
     elif options:
         raise ConfigError("pass either config or keyword options, not both")
     if not isinstance(config, cfg_cls):

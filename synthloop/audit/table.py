@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
+from synthloop.configs import Config
 from synthloop.errors import ConfigError, InputError
 from synthloop.measures.columns import as_datetimes, infer_column_types
 from synthloop.measures.dcr import DistanceSpace, nearest_records
@@ -28,8 +30,7 @@ _CONTINUOUS = ("numerical", "datetime")
 MAX_DECIMALS = 14  # SDMetrics rounds before its KS test
 
 
-@dataclass
-class TableAuditConfig:
+class TableAuditConfig(Config):
     """Parameters of the table audit.
 
     Attributes:
@@ -46,13 +47,13 @@ class TableAuditConfig:
     """
 
     seed: int = 0
-    holdout_fraction: float = 0.2
-    column_types: dict[str, str] = field(default_factory=dict)
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    column_types: dict[str, str] = Field(default_factory=dict)
     target: str | None = None
-    detection_rows: int = 20_000
-    tstr_repeats: int = 5
+    detection_rows: int = Field(20_000, ge=10)
+    tstr_repeats: int = Field(5, ge=1)
     privacy: bool = True
-    n_jobs: int = 2
+    n_jobs: int = Field(2, ge=1)
 
 
 @dataclass
@@ -405,8 +406,6 @@ def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
     """Run every table metric on (real, synthetic) and (real, holdout)."""
     cfg = config or TableAuditConfig()
     say = progress or (lambda stage: None)
-    if not 0 < cfg.holdout_fraction < 1:
-        raise ConfigError(f"holdout_fraction must be in (0, 1), got {cfg.holdout_fraction}")
     synthetic = check_schema(real, synthetic, "synthetic data").reset_index(drop=True)
     if holdout is None:
         real, holdout = split_holdout_rows(real, cfg.holdout_fraction, cfg.seed)

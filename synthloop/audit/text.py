@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
 
 from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
+from synthloop.configs import Config
 from synthloop.errors import ConfigError
 from synthloop.measures import embeddings as emb
 from synthloop.measures import ngrams as ng
@@ -25,8 +27,7 @@ from synthloop.measures.minhash import near_duplicate_mask, signatures
 from synthloop.measures.textchecks import GOPHER_RULES, find_pii, quality_flag_rates
 
 
-@dataclass
-class TextAuditConfig:
+class TextAuditConfig(Config):
     """Parameters of the text audit.
 
     Attributes:
@@ -48,29 +49,19 @@ class TextAuditConfig:
     """
 
     seed: int = 0
-    holdout_fraction: float = 0.2
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
     embeddings: bool = True
     ppl_model: str | None = "smollm2-135m"
-    ppl_docs: int = 200
-    ppl_max_tokens: int = 256
-    self_bleu_docs: int = 100
-    verbatim_tokens: int = 50
-    contamination_n: int = 13
+    ppl_docs: int = Field(200, ge=1)
+    ppl_max_tokens: int = Field(256, ge=2)
+    self_bleu_docs: int = Field(100, ge=1)
+    verbatim_tokens: int = Field(50, ge=1)
+    contamination_n: int = Field(13, ge=1)
     benchmark: list[str] | None = None
-    min_words: int = 5
-    near_dup_threshold: float = 0.8
-    n_clusters: int = 20
+    min_words: int = Field(5, ge=0)
+    near_dup_threshold: float = Field(0.8, gt=0, le=1)
+    n_clusters: int = Field(20, ge=1)
     device: str = "cpu"
-
-    def validate(self) -> None:
-        if not 0 < self.holdout_fraction < 1:
-            raise ConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
-        for name in ("ppl_docs", "self_bleu_docs", "verbatim_tokens", "contamination_n",
-                     "n_clusters"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if not 0 < self.near_dup_threshold <= 1:
-            raise ConfigError("near_dup_threshold must be in (0, 1]")
 
 
 @dataclass
@@ -169,7 +160,6 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
         (metrics, data for plots).
     """
     cfg = config or TextAuditConfig()
-    cfg.validate()
     say = progress or (lambda stage: None)
     if holdout is None:
         real, holdout = split_holdout(real, cfg.holdout_fraction, cfg.seed)

@@ -164,7 +164,7 @@ def _check_config(cfg: CollapseConfig, out: Path) -> None:
     path = out / "config.json"
     if path.exists():
         try:
-            old = CollapseConfig.from_dict(json.loads(path.read_text())["config"])
+            old = CollapseConfig.from_dict(json.loads(path.read_text())["config"], str(path))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ConfigError(f"{path}: unreadable run config ({e}); use a new --out") from None
         if old.fingerprint() != cfg.fingerprint():

@@ -8,24 +8,33 @@ fused scaled-dot-product attention.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from synthloop.configs import Config
 
 
-@dataclass(frozen=True)
-class GPTConfig:
-    vocab_size: int
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    max_len: int = 160
-    dropout: float = 0.0
+class GPTConfig(Config):
+    """Shape of a from-scratch decoder-only transformer: ``vocab_size`` tokens, ``n_layer``
+    blocks of ``n_head`` heads over ``d_model`` dimensions (a multiple of ``n_head``),
+    ``max_len`` positions, ``dropout`` in [0, 1)."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    vocab_size: int = Field(ge=2)
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    d_model: int = Field(128, ge=1)
+    max_len: int = Field(160, ge=2)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> GPTConfig:
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head "
+                             f"({self.n_head})")
+        return self
 
 
 #: Named sizes. ``tiny`` trains at ~17k tokens/s on 2 CPU cores; ``gpt-125m`` is for a GPU.

@@ -27,7 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
 
+from synthloop.configs import Config
 from synthloop.poison.charlm import CharNgramLM, max_window_loss
 
 _STRIP = ".,;:!?\"'()“”‘’«»—–-"
@@ -52,8 +54,7 @@ def robust_z(x: np.ndarray) -> np.ndarray:
     return (x - med) / scale
 
 
-@dataclass
-class ScanConfig:
+class ScanConfig(Config):
     """Thresholds of the scan (defaults leave a clean real corpus with no flags; see
     docs/poison.md).
 
@@ -72,17 +73,17 @@ class ScanConfig:
         spectral_z: robust z of the spectral score that flags a record.
     """
 
-    anomaly_z: float = 4.0
-    trigger_z: float = 8.0
-    trigger_min_records: int = 5
-    trigger_min_precision: float = 0.8
-    flag_z_with_trigger: float = 3.0
-    flag_z_alone: float = 12.0
-    trigger_max_share: float = 0.02
-    campaign_min_size: int = 10
-    campaign_jaccard: float = 0.5
+    anomaly_z: float = Field(4.0, gt=0)
+    trigger_z: float = Field(8.0, gt=0)
+    trigger_min_records: int = Field(5, ge=1)
+    trigger_min_precision: float = Field(0.8, gt=0, le=1)
+    flag_z_with_trigger: float = Field(3.0, gt=0)
+    flag_z_alone: float = Field(12.0, gt=0)
+    trigger_max_share: float = Field(0.02, gt=0, le=1)
+    campaign_min_size: int = Field(10, ge=2)
+    campaign_jaccard: float = Field(0.5, gt=0, le=1)
     embeddings: bool = False
-    spectral_z: float = 12.0
+    spectral_z: float = Field(12.0, gt=0)
     seed: int = 0
 
 

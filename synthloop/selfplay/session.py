@@ -4,11 +4,13 @@ curriculum), write records, exports and a summary."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from synthloop.configs import Config
 from synthloop.errors import ConfigError
 from synthloop.records.io import write_parquet, write_text_atomic
 from synthloop.records.schema import Generator
@@ -33,20 +35,40 @@ from synthloop.selfplay.runner import (
 POLICIES = ("llm", "random", "equilibrium", "heuristic")
 
 
-@dataclass
-class SessionConfig:
+class SessionConfig(Config):
+    """A self-play session.
+
+    Attributes:
+        game: ``kuhn-poker``, ``tictactoe`` or ``negotiation``.
+        episodes: games to play (≥ 1).
+        out: folder the turns, SFT/RL exports and summary are written to.
+        policy, opponent: ``random``, ``equilibrium`` (Kuhn poker), ``heuristic``
+            (tic-tac-toe) or ``llm``; the opponent may also be ``self``.
+        model, llm_mode, temperature, device: the ``llm`` player's model, how it picks an
+            action (``generate`` or ``choose``), its sampling temperature (> 0) and device.
+        curriculum: move the learner through opponent levels, keeping its win rate inside
+            ``band`` (two shares, low < high, in [0, 1]).
+    """
+
     game: str
-    episodes: int
+    episodes: int = Field(ge=1)
     out: str
-    policy: str = "random"
-    opponent: str = "random"
+    policy: Literal["random", "equilibrium", "heuristic", "llm"] = "random"
+    opponent: Literal["random", "equilibrium", "heuristic", "llm", "self"] = "random"
     model: str = "smollm2-135m"
-    llm_mode: str = "generate"
-    temperature: float = 0.7
+    llm_mode: Literal["generate", "choose"] = "generate"
+    temperature: float = Field(0.7, gt=0)
     device: str = "cpu"
     seed: int = 0
     curriculum: bool = False
     band: tuple[float, float] = (0.3, 0.7)
+
+    @model_validator(mode="after")
+    def _band(self) -> SessionConfig:
+        low, high = self.band
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"band must be two shares 0 ≤ low < high ≤ 1, got {list(self.band)}")
+        return self
 
 
 def build_policy(kind: str, game: Game, cfg: SessionConfig, cache: dict) -> Policy:
@@ -54,11 +76,13 @@ def build_policy(kind: str, game: Game, cfg: SessionConfig, cache: dict) -> Poli
         return RandomPolicy()
     if kind == "equilibrium":
         if not isinstance(game, KuhnPoker):
-            raise ConfigError("--policy/--opponent equilibrium is defined for kuhn-poker only")
+            raise ConfigError("policy/opponent equilibrium is defined for kuhn-poker only",
+                              fields=("policy", "opponent"))
         return KuhnEquilibriumPolicy()
     if kind == "heuristic":
         if not isinstance(game, TicTacToe):
-            raise ConfigError("--policy/--opponent heuristic is defined for tictactoe only")
+            raise ConfigError("policy/opponent heuristic is defined for tictactoe only",
+                              fields=("policy", "opponent"))
         return TicTacToeHeuristicPolicy()
     if kind == "llm":
         if "llm" not in cache:
@@ -86,8 +110,6 @@ def _levels(game: Game, learner: Policy) -> list[Level]:
 def run_session(cfg: SessionConfig, progress=None) -> dict:
     """Play, then write ``turns.parquet``, ``sft.jsonl``, ``rl.jsonl`` and ``summary.json``
     under ``cfg.out``; returns the summary."""
-    if cfg.episodes < 1:
-        raise ConfigError("episodes must be ≥ 1", fields=("episodes",))
     game = make_game(cfg.game)
     cache: dict = {}
     learner = build_policy(cfg.policy, game, cfg, cache)

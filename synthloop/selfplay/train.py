@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from synthloop.configs import Config
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
 from synthloop.models.registry import is_from_scratch, load_lm
 from synthloop.models.tokenizer import BPETokenizer
@@ -26,8 +28,7 @@ from synthloop.selfplay.policies import PROMPT, LMPolicy, RandomPolicy
 from synthloop.selfplay.runner import RoleBaseline, run_episodes, summarise
 
 
-@dataclass
-class RecipeConfig:
+class RecipeConfig(Config):
     """Attributes:
         game: ``kuhn-poker``, ``tictactoe`` or ``negotiation``.
         model: a from-scratch size (``tiny``, ``small``, ...), ``smollm2-135m`` or a folder.
@@ -46,18 +47,18 @@ class RecipeConfig:
     game: str = "kuhn-poker"
     model: str = "tiny"
     device: str = "cpu"
-    updates: int = 60
-    games_per_update: int = 32
-    lr: float | None = None
-    opponent: str = "random"
-    snapshot_every: int = 10
-    eval_every: int = 10
-    eval_games: int = 400
-    baseline_decay: float = 0.9
-    entropy_coef: float = 0.01
-    temperature: float = 1.0
-    vocab_size: int = 512
-    elo_games: int = 40
+    updates: int = Field(60, ge=1)
+    games_per_update: int = Field(32, ge=1)
+    lr: float | None = Field(None, gt=0)
+    opponent: Literal["random", "self"] = "random"
+    snapshot_every: int = Field(10, ge=1)
+    eval_every: int = Field(10, ge=1)
+    eval_games: int = Field(400, ge=1)
+    baseline_decay: float = Field(0.9, ge=0, lt=1)
+    entropy_coef: float = Field(0.01, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    vocab_size: int = Field(512, ge=256)
+    elo_games: int = Field(40, ge=0)
     seed: int = 0
 
 
@@ -151,7 +152,7 @@ def train_selfplay(cfg: RecipeConfig,
             progress(update, row)
     elo = elo_ratings(game, [rand] + pool[-4:], games_per_pair=cfg.elo_games,
                       seed=cfg.seed) if pool and cfg.elo_games else {}
-    return {"config": asdict(cfg), "curve": curve, "final": curve[-1], "elo": elo,
+    return {"config": cfg.to_dict(), "curve": curve, "final": curve[-1], "elo": elo,
             "warnings": collapse_warnings(curve), "seconds": time.perf_counter() - t0,
             "parameters": learner.lm.num_params()}
 
