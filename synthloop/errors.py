@@ -33,15 +33,20 @@ class ModelNotFoundError(SynthloopError):
     """A model that was asked for is not installed or not readable."""
 
 
-def flag_message(error: SynthloopError) -> str:
-    """The error's message with each named field (first whole-word use) written as a CLI
-    flag: ``n must be ≥ 1`` → ``--n must be ≥ 1``; a nested field is the flag of its last
-    part (``decoding.temperature`` → ``--temperature``)."""
+def flag_text(text: str, fields: tuple[str, ...]) -> str:
+    """``text`` with each of ``fields`` (its first whole-word use) written as a CLI flag:
+    ``n must be ≥ 1`` → ``--n must be ≥ 1``; a nested field is the flag of its last part
+    (``decoding.temperature`` → ``--temperature``). The one place fields become flags."""
     import re
 
-    text = str(error)
-    for name in getattr(error, "fields", ()):
+    for name in fields:
         flag = "--" + name.rsplit(".", 1)[-1].replace("_", "-")
-        text = re.sub(rf"(?<![-\w'\"]){re.escape(name)}(?![\w-])", flag, text, count=1)
+        text = re.sub(rf"(?<![-\w'\"/.]){re.escape(name)}(?![\w/-])", flag, text, count=1)
     return text
+
+
+def flag_message(error: SynthloopError) -> str:
+    """The error's message with the fields it names written as CLI flags
+    (:func:`flag_text`)."""
+    return flag_text(str(error), getattr(error, "fields", ()))
 

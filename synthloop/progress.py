@@ -1,9 +1,22 @@
-"""Progress reporting for long steps: a no-op default and a rich implementation for the CLI."""
+"""Progress reporting: one protocol, a no-op default, log lines and rich bars for the CLI.
+
+Every long-running public function (``run_pipeline``, ``run_collapse``, ``audit``,
+``detect_dataset``, ``scan_dataset``, ``generate_dataset``, ``run_session``, ``train_selfplay``,
+``LanguageModel.train``) takes ``progress: Progress | None``: it opens stages with
+:meth:`Progress.stage`, counts units with :meth:`Progress.advance` and keeps lines with
+:meth:`Progress.log`. Inner loops that only count units inside a stage their caller opened
+(the decoding engine, a text backend, a scorer, an episode runner) take that protocol's
+``advance`` alone, typed :data:`Advance`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
+
+#: ``Progress.advance`` (or any function of a unit count): what inner loops report to.
+Advance = Callable[[int], None]
 
 
 class Progress(Protocol):
@@ -54,6 +67,23 @@ class LogProgress:
 
     def log(self, message: str) -> None:
         self._emit(message)
+
+
+class StageLines:
+    """One dim line per stage on a rich console (for work whose stages matter more than their
+    length, e.g. the audit's metric groups); log lines are printed as they come."""
+
+    def __init__(self, console) -> None:
+        self._console = console
+
+    def stage(self, description: str, total: int | None) -> None:
+        self._console.print(f"[dim]· {description}[/]", highlight=False)
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        self._console.print(message, highlight=False)
 
 
 class RichProgress(AbstractContextManager):

@@ -68,7 +68,7 @@ def test_greedy_green_choice_is_detected_and_repeats_count_once():
 
 def test_key_loading(tmp_path, monkeypatch):
     monkeypatch.delenv("SYNTHLOOP_WATERMARK_KEY", raising=False)
-    with pytest.raises(ConfigError, match="no watermark key: pass --key-file or set"):
+    with pytest.raises(ConfigError, match="no watermark key: give key_file or set"):
         load_key()
     monkeypatch.setenv("SYNTHLOOP_WATERMARK_KEY", "short")
     with pytest.raises(ConfigError, match="at least 16 bytes"):

@@ -81,10 +81,10 @@ def cases(tmp_path_factory) -> dict[str, Path]:
 COMMANDS = {
     "poison scan": lambda f, real: ["poison", "scan", str(f)],
     "audit --synthetic": lambda f, real: ["audit", "--real", str(real), "--synthetic", str(f),
-                                          "--kind", "text", "--no-embeddings", "--ppl-docs",
-                                          "0"],
+                                          "--kind", "text", "--no-embeddings", "--ppl-model",
+                                          "none"],
     "audit --real": lambda f, real: ["audit", "--real", str(f), "--synthetic", str(real),
-                                     "--kind", "text", "--no-embeddings", "--ppl-docs", "0"],
+                                     "--kind", "text", "--no-embeddings", "--ppl-model", "none"],
     "watermark detect": lambda f, real: ["watermark", "detect", str(f)],
     "detect": lambda f, real: ["detect", str(f), "--json", "d.json"],
     "collapse --corpus": lambda f, real: ["collapse", "--corpus", str(f), "--out", "lab",

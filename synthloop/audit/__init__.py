@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from synthloop.audit.result import AuditResult
 from synthloop.audit.table import TableAuditConfig
 from synthloop.audit.text import TextAuditConfig
 from synthloop.errors import ConfigError, InputError
-from synthloop.records.io import load_texts
+from synthloop.progress import Progress
+from synthloop.records.io import TEXT_SUFFIXES, load_texts, read_csv, read_jsonl, read_parquet
+from synthloop.records.schema import MARKING_COLUMNS, PROVENANCE_COLUMNS
 
 __all__ = ["AuditResult", "AuditWarning", "MetricResult", "TableAuditConfig", "TextAuditConfig",
            "audit", "load_table", "load_texts"]
@@ -32,16 +34,12 @@ Data = str | Path | Sequence[str] | pd.DataFrame
 def _drop_provenance(df: pd.DataFrame) -> pd.DataFrame:
     """Content columns only: provenance and marking columns (``digital_source_type``,
     ``watermark``) describe where a row came from, not what it says."""
-    from synthloop.records.schema import MARKING_COLUMNS, PROVENANCE_COLUMNS
-
     meta = (*PROVENANCE_COLUMNS, *MARKING_COLUMNS)
     return df.drop(columns=[c for c in df.columns if c in meta])
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
     """A table dataset (CSV, Parquet, JSONL) as a DataFrame, provenance columns removed."""
-    from synthloop.records.io import read_csv, read_jsonl, read_parquet
-
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".csv":
@@ -60,8 +58,6 @@ def load_table(path: str | Path) -> pd.DataFrame:
 
 def detect_kind(path: str | Path, text_field: str = "text") -> str:
     """``text`` for plain text or data with a ``text_field`` column, else ``table``."""
-    from synthloop.records.io import TEXT_SUFFIXES
-
     p = Path(path)
     if p.suffix.lower() in TEXT_SUFFIXES:
         return "text"
@@ -131,7 +127,7 @@ def _check_frame(df: pd.DataFrame, where: str) -> None:
 def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
           kind: str | None = None, text_field: str = "text",
           config: TextAuditConfig | TableAuditConfig | None = None,
-          margin_scale: float = 1.0, progress: Callable[[str], None] | None = None,
+          margin_scale: float = 1.0, progress: Progress | None = None,
           **options: Any) -> AuditResult:
     """Audit ``synthetic`` against ``real`` (and a real ``holdout``, split off ``real`` with
     the config's seed when None).
@@ -145,7 +141,7 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
         config: :class:`TextAuditConfig` or :class:`TableAuditConfig`; ``options`` set fields
             of the default one instead (``seed=1, embeddings=False``...).
         margin_scale: multiplies every warning margin (2 = warn only on twice the deviation).
-        progress: called with each stage's name.
+        progress: gets a stage per group of metrics (:class:`synthloop.progress.Progress`).
 
     Returns:
         :class:`AuditResult` (scores, per-metric breakdowns, warnings, ``to_html()``,

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from synthloop.progress import Progress
+
 Direction = Literal["higher", "lower", "target"]
 
 # Score bands for the letter grade shown on the report.
@@ -143,6 +145,13 @@ def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     perm = np.random.default_rng(seed).permutation(n)
     n_hold = max(1, int(round(n * fraction)))
     return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+
+
+def stage_reporter(progress: Progress | None):
+    """``say(name)``: opens a stage of unknown length called ``name`` on ``progress``."""
+    if progress is None:
+        return lambda name: None
+    return lambda name: progress.stage(name, None)
 
 
 def grade(score: float | None) -> str:

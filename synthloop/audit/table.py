@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
+from synthloop.audit.base import (
+    MetricResult,
+    holdout_indices,
+    ks_statistic,
+    relative_score,
+    stage_reporter,
+)
 from synthloop.configs import Config
 from synthloop.errors import ConfigError, InputError
 from synthloop.measures.columns import as_datetimes, infer_column_types
 from synthloop.measures.dcr import DistanceSpace, nearest_records
 from synthloop.measures.threads import one_openmp_thread
+from synthloop.progress import Progress
 
 _CONTINUOUS = ("numerical", "datetime")
 MAX_DECIMALS = 14  # SDMetrics rounds before its KS test
@@ -401,11 +407,11 @@ def _result(name: str, prop: str, value: float, baseline: float | None, directio
 
 def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
                 holdout: pd.DataFrame | None = None, config: TableAuditConfig | None = None,
-                progress: Callable[[str], None] | None = None
+                progress: Progress | None = None
                 ) -> tuple[list[MetricResult], TableAuditData]:
     """Run every table metric on (real, synthetic) and (real, holdout)."""
     cfg = config or TableAuditConfig()
-    say = progress or (lambda stage: None)
+    say = stage_reporter(progress)
     synthetic = check_schema(real, synthetic, "synthetic data").reset_index(drop=True)
     if holdout is None:
         real, holdout = split_holdout_rows(real, cfg.holdout_fraction, cfg.seed)

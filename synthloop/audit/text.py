@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import gzip
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import Field
 
-from synthloop.audit.base import MetricResult, holdout_indices, ks_statistic, relative_score
+from synthloop.audit.base import (
+    MetricResult,
+    holdout_indices,
+    ks_statistic,
+    relative_score,
+    stage_reporter,
+)
 from synthloop.configs import Config
 from synthloop.errors import ConfigError
 from synthloop.measures import embeddings as emb
 from synthloop.measures import ngrams as ng
 from synthloop.measures.minhash import near_duplicate_mask, signatures
 from synthloop.measures.textchecks import GOPHER_RULES, find_pii, quality_flag_rates
+from synthloop.progress import Progress
 
 
 class TextAuditConfig(Config):
@@ -75,7 +82,6 @@ class TextAuditData:
     sampling: dict[str, object] = field(default_factory=dict)
 
 
-Progress = Callable[[str], None]
 
 
 def _sample(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -154,13 +160,13 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
         synthetic: synthetic documents.
         holdout: real documents the generator never saw; split off ``real`` when None.
         config: parameters (defaults: :class:`TextAuditConfig`).
-        progress: called with a short stage name as the audit proceeds.
+        progress: gets a stage (of unknown length) per group of metrics.
 
     Returns:
         (metrics, data for plots).
     """
     cfg = config or TextAuditConfig()
-    say = progress or (lambda stage: None)
+    say = stage_reporter(progress)
     if holdout is None:
         real, holdout = split_holdout(real, cfg.holdout_fraction, cfg.seed)
         split = f"holdout split off the real data: {len(holdout)} of {len(real) + len(holdout)}"

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from synthloop.cli.app import app, console, err_console, user_errors
+from synthloop.progress import StageLines
 
 
 def _print_audit(result) -> None:
@@ -103,11 +104,9 @@ def audit(
     else:
         raise ConfigError(f"--kind must be text or table, got '{kind}'")
 
-    def stage(name: str) -> None:
-        err_console.print(f"[dim]· {name}[/]", highlight=False)
-
     result = run_audit(real, synthetic, holdout, kind=kind, text_field=text_field,
-                       config=config, margin_scale=margin_scale, progress=stage)
+                       config=config, margin_scale=margin_scale,
+                       progress=StageLines(err_console))
     _print_audit(result)
     if out:
         result.to_html(out)
@@ -153,7 +152,7 @@ def detect(
 
     rep = detect_dataset(data, fpr=fpr, human=human, method=method, model=model,
                          max_tokens=max_tokens, text_field=text_field, device=device,
-                         progress=lambda msg: err_console.print(f"[dim]· {msg}[/]"))
+                         progress=StageLines(err_console))
     cal, share = rep.calibration, rep.share
     console.print(f"{share['flagged']} of {share['n']} records flagged as AI-generated "
                   f"(threshold {cal.threshold:.3f} at {cal.fpr:.0%} false positives on human "

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from synthloop.cli.app import app, console, err_console, user_errors
+from synthloop.errors import flag_text
 
 watermark_app = typer.Typer(no_args_is_help=True, help="Text watermark detection.")
 app.add_typer(watermark_app, name="watermark")
@@ -120,15 +121,16 @@ def provenance_verify(
 
     rep = verify_dataset(dataset, public_key=public_key,
                          allow_unknown_signer=allow_unknown_signer)
+    options = ("public_key", "allow_unknown_signer")
     for note in rep.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {flag_text(note, options)}[/]", highlight=False)
     if rep.ok:
         signer = "signature" if public_key else "signature (integrity only, signer not checked)"
         console.print(f"[green]verified[/]: {signer}, files and {rep.records:,} records "
                       f"match the manifest", highlight=False)
         return
     for p in rep.problems:
-        err_console.print(f"[red]✘[/] {p}", highlight=False)
+        err_console.print(f"[red]✘[/] {flag_text(p, options)}", highlight=False)
     err_console.print(f"[bold red]verification failed[/]: {len(rep.problems)} problem(s)")
     raise typer.Exit(1)
 

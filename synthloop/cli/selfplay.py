@@ -41,8 +41,7 @@ def selfplay(
     from synthloop.progress import RichProgress
 
     with RichProgress() as progress:
-        progress.stage("games", episodes)
-        summary = run_session(cfg, progress=progress.advance)
+        summary = run_session(cfg, progress=progress)
     for key in ("policy", "opponent", "episodes", "learner_win_rate", "learner_mean_return",
                 "mean_return_by_role", "invalid_move_rate", "zero_sum", "records"):
         console.print(f"{key:>22}: {summary[key]}")
@@ -74,6 +73,7 @@ def selfplay_train(
     """REINFORCE with role-conditioned advantages; prints the win rate against random."""
     import json
 
+    from synthloop.progress import StageLines
     from synthloop.records.io import write_text_atomic
     from synthloop.selfplay.train import RecipeConfig, train_selfplay
 
@@ -84,12 +84,7 @@ def selfplay_train(
                        entropy_coef=entropy_coef,
                        eval_games=eval_games, device=device, seed=seed)
 
-    def show(update: int, row: dict | None) -> None:
-        if row:
-            console.print(f"update {update:>4}: win rate vs random {row['win_rate']:.3f}, "
-                          f"mean return {row['mean_return']:+.3f}")
-
-    res = train_selfplay(cfg, progress=show)
+    res = train_selfplay(cfg, progress=StageLines(console))
     write_text_atomic(json.dumps(res, indent=1), out / "curve.json")
     console.print(f"curve: {out / 'curve.json'} ({res['seconds']:.0f} s, "
                   f"{res['parameters']:,} parameters)")

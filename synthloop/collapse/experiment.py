@@ -166,14 +166,15 @@ def _check_config(cfg: CollapseConfig, out: Path) -> None:
         try:
             old = CollapseConfig.from_dict(json.loads(path.read_text())["config"], str(path))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ConfigError(f"{path}: unreadable run config ({e}); use a new --out") from None
+            raise ConfigError(f"{path}: unreadable run config ({e}); use a new output folder") \
+                from None
         if old.fingerprint() != cfg.fingerprint():
             new, prev = cfg.to_dict(), old.to_dict()
             diff = [k for k in new if k not in CollapseConfig.GROWABLE and new[k] != prev[k]]
             name = diff[0] if diff else "?"
             raise ConfigError(f"{out}: holds a run with a different '{name}' "
                               f"({prev.get(name)!r}, now {new.get(name)!r}); "
-                              f"use a new --out to start another run")
+                              f"use a new output folder to start another run")
     write_text_atomic(json.dumps({"config": cfg.to_dict(), "fingerprint": cfg.fingerprint(),
                                   "synthloop_version": __version__}, indent=2), path)
 
@@ -251,16 +252,8 @@ def _train(ctx: _Context, table: pa.Table, seed: int, label: str) -> tuple[Langu
     model = ctx.base.fresh(derive_seed31(seed, "init"))
     ids = model.encode(table.column("text").to_pylist())
     t0 = time.perf_counter()
-    state = {"started": False}
-
-    def tick(step: int, total: int, loss: float) -> None:
-        if not state["started"]:
-            ctx.progress.stage(f"{label}: train", total)
-            state["started"] = True
-        ctx.progress.advance()
-
     losses = model.train(ids, train_params(cfg), seed=derive_seed31(seed, label, "order"),
-                         progress=tick)
+                         progress=ctx.progress, stage=f"{label}: train")
     return model, {"train_seconds": time.perf_counter() - t0, "train_steps": len(losses),
                    "train_loss_final": float(np.mean(losses[-max(1, len(losses) // 10):]))}
 

@@ -29,9 +29,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from synthloop.compliance.secrets import read_secret
 from synthloop.errors import ConfigError, InputError
 from synthloop.pipeline.folder import RunFolder, dataset_lineage
-from synthloop.records.io import dataset_files, read_parquet_file, read_parquet_schema
+from synthloop.records.io import (
+    dataset_files,
+    read_parquet_file,
+    read_parquet_schema,
+    write_text_atomic,
+)
+from synthloop.records.schema import utc_now
 
 MANIFEST = "_croissant.json"
 LEAVES = "_records.sha256"
@@ -125,9 +132,6 @@ def build_manifest(path: str | Path, *, name: str | None = None, description: st
 
     import mlcroissant as mlc
     from mlcroissant._src.core.context import CroissantVersion
-
-    from synthloop.records.io import write_text_atomic
-    from synthloop.records.schema import utc_now
 
     folder, files = dataset_files(path)
     leaves = record_leaves(files)
@@ -255,7 +259,6 @@ def load_signing_key(key_file: str | Path | None):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from synthloop.compliance.secrets import read_secret
 
     data, where = read_secret(key_file, SIGNING_KEY_ENV, "signing key")
     try:
@@ -270,8 +273,6 @@ def load_signing_key(key_file: str | Path | None):
 def sign_manifest(manifest: str | Path, key) -> Path:
     """Write the detached signature ``<manifest>.sig`` (JSON: algorithm, public key,
     signature, manifest sha256)."""
-    from synthloop.records.io import write_text_atomic
-
     data = Path(manifest).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     sig = key.sign(SIGNED_PREFIX + bytes.fromhex(digest))
@@ -328,12 +329,12 @@ def verify_dataset(path: str | Path, *, public_key: str | None = None,
         else:
             if public_key is None:
                 msg = (f"integrity only, signer not checked: the signature was checked with "
-                       f"the key embedded in {SIGNATURE} ({embedded}); pass --public-key with "
+                       f"the key embedded in {SIGNATURE} ({embedded}); give public_key, "
                        f"the signer's key")
                 if allow_unknown_signer:
                     rep.notes.append(msg)
                 else:
-                    rep.problems.append(msg + " (or --allow-unknown-signer)")
+                    rep.problems.append(msg + " (or allow_unknown_signer)")
             try:
                 pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(pub_b64))
                 pub.verify(base64.b64decode(sig["signature"]),

@@ -19,5 +19,5 @@ def read_secret(key_file: str | Path | None, env: str, what: str) -> tuple[bytes
             raise ConfigError(f"{key_file}: cannot read the {what} ({e.strerror})") from None
     data = os.environ.get(env, "").encode()
     if not data:
-        raise ConfigError(f"no {what}: pass --key-file or set {env}")
+        raise ConfigError(f"no {what}: give key_file or set {env}", fields=("key_file",))
     return data, f"${env}"

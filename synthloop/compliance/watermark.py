@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from synthloop.compliance.secrets import read_secret
 from synthloop.configs import Config
-from synthloop.errors import ConfigError
+from synthloop.errors import ConfigError, ModelNotFoundError
 
 KEY_ENV = "SYNTHLOOP_WATERMARK_KEY"
 SCHEME = "kgw-selfhash"
@@ -48,8 +49,6 @@ def _mix(x: np.ndarray) -> np.ndarray:
 def load_key(key_file: str | Path | None = None) -> bytes:
     """The watermark key: the file's bytes (surrounding whitespace removed) or the
     ``SYNTHLOOP_WATERMARK_KEY`` environment variable. At least 16 bytes."""
-    from synthloop.compliance.secrets import read_secret
-
     key, where = read_secret(key_file, KEY_ENV, "watermark key")
     key = key.strip()
     if len(key) < 16:
@@ -159,7 +158,6 @@ def load_tokenizer(model: str):
     """The tokenizer of a model spec (``smollm2-135m`` or a local HF folder), no weights."""
     from transformers import AutoTokenizer
 
-    from synthloop.errors import ModelNotFoundError
 
     if model == "smollm2-135m":
         from synthloop.models.hf import smollm2_dir

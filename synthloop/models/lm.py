@@ -19,22 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthloop.errors import ConfigError
 from synthloop.models.engine import engine_for
 from synthloop.models.gpt import GPT, SIZES, GPTConfig
 from synthloop.models.params import GenParams, TrainParams
 from synthloop.models.tokenizer import BPETokenizer
 from synthloop.models.training import score_nll, train_loop
+from synthloop.progress import Advance, Progress
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when present) as a torch device."""
-    from synthloop.errors import ConfigError
-
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible")
+        raise ConfigError("device cuda was asked for but no CUDA GPU is visible",
+                          fields=("device",))
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device '{device}' (use cpu, cuda or auto)")
     return dev
@@ -97,18 +98,19 @@ class LanguageModel(ABC):
         return state_sha256(self._module())
 
     def train(self, seqs: Sequence[Sequence[int]], params: TrainParams, *, seed: int,
-              progress: Callable[[int, int, float], None] | None = None) -> list[float]:
-        """Train on token sequences (one per record); returns per-step losses (nats/token)."""
+              progress: Progress | None = None, stage: str = "train") -> list[float]:
+        """Train on token sequences (one per record); returns per-step losses (nats/token).
+        ``progress`` gets a stage named ``stage`` advanced once per optimiser step."""
         self._module().train()
         try:
             return train_loop(self._logits_fn(), self._module().parameters(), seqs,
                               bos_id=self.bos_id, params=params, seed=seed,
-                              device=self.device, progress=progress)
+                              device=self.device, progress=progress, stage=stage)
         finally:
             self._module().eval()
 
     def nll(self, seqs: Sequence[Sequence[int]], *, batch_size: int = 64,
-            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+            progress: Advance | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-record summed NLL in nats and token counts."""
         self._module().eval()
         return score_nll(self._logits_fn(), seqs, bos_id=self.bos_id, device=self.device,
@@ -121,7 +123,7 @@ class LanguageModel(ABC):
 
     @abstractmethod
     def generate(self, prompts: Sequence[Sequence[int]], params: GenParams, *, seed: int,
-                 progress: Callable[[int], None] | None = None) -> list[list[int]]:
+                 progress: Advance | None = None) -> list[list[int]]:
         """Continue each prompt (token ids, BOS first) by ``params.max_new_tokens`` tokens;
         returns the new tokens only."""
 
@@ -160,8 +162,6 @@ class TinyLM(LanguageModel):
     def create(cls, tokenizer: BPETokenizer, *, size: str = "tiny", max_len: int = 160,
                seed: int = 0, device: str | torch.device = "cpu") -> TinyLM:
         """A randomly initialised model of a named size (see ``gpt.SIZES``)."""
-        from synthloop.errors import ConfigError
-
         if size not in SIZES:
             raise ConfigError(f"unknown model size '{size}' (choose from {', '.join(SIZES)})")
         cfg = GPTConfig(vocab_size=tokenizer.vocab_size, max_len=max_len, **SIZES[size])

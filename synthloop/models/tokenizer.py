@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from synthloop.records.io import write_text_atomic
+
 BOS = "<|bos|>"
 
 
@@ -54,8 +56,6 @@ class BPETokenizer:
         return cls(Tokenizer.from_str(text))
 
     def save(self, path: str | Path) -> None:
-        from synthloop.records.io import write_text_atomic
-
         write_text_atomic(self.to_json(), path)
 
     @classmethod

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from synthloop.models.params import TrainParams
+from synthloop.progress import Advance, Progress
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -57,10 +58,11 @@ def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
 def train_loop(logits_fn: LogitsFn, parameters: Iterable[torch.nn.Parameter],
                seqs: Sequence[Sequence[int]], *, bos_id: int, params: TrainParams, seed: int,
                device: torch.device,
-               progress: Callable[[int, int, float], None] | None = None) -> list[float]:
+               progress: Progress | None = None, stage: str = "train") -> list[float]:
     """Train on ``seqs`` with AdamW; returns the loss of every step (nats/token).
 
-    ``progress(step, total_steps, loss)`` is called after each step.
+    ``progress`` gets a stage called ``stage`` of as many units as optimiser steps, advanced
+    after each step.
     """
     params_list = [p for p in parameters if p.requires_grad]
     rng = np.random.default_rng(seed)
@@ -80,6 +82,8 @@ def train_loop(logits_fn: LogitsFn, parameters: Iterable[torch.nn.Parameter],
                             lr=params.lr, betas=(0.9, 0.95),
                             fused=device.type == "cuda")
     torch.manual_seed(seed)
+    if progress is not None:
+        progress.stage(stage, total)
     losses: list[float] = []
     windows = np.zeros((0, seq_len + 1), dtype=np.int64)
     cursor = 0
@@ -100,15 +104,15 @@ def train_loop(logits_fn: LogitsFn, parameters: Iterable[torch.nn.Parameter],
         torch.nn.utils.clip_grad_norm_(params_list, params.grad_clip)
         opt.step()
         losses.append(loss.item())
-        if progress:
-            progress(step + 1, total, losses[-1])
+        if progress is not None:
+            progress.advance(1)
     return losses
 
 
 @torch.no_grad()
 def score_nll(logits_fn: LogitsFn, seqs: Sequence[Sequence[int]], *, bos_id: int,
               device: torch.device, batch_size: int = 64, max_len: int | None = None,
-              progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+              progress: Advance | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-record summed NLL (nats) of every token given ``[BOS]`` and the tokens before it.
 
     Returns ``(nll_sum, n_tokens)`` arrays in record order. Empty records score 0 over 0.

@@ -19,7 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthloop.errors import ConfigError
 from synthloop.pipeline.step import Resources, Step, StepContext
+from synthloop.records.io import write_parquet, write_text_atomic
+from synthloop.records.schema import concat_records
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,6 @@ def apply_steps(table: pa.Table, steps: Sequence[Step], contexts: Sequence[StepC
 
 def run_shard(task: ShardTask, steps: Sequence[Step], resources: Resources) -> dict:
     """Run a stage's steps over one shard and commit it (output, exclusions, marker)."""
-    from synthloop.records.io import write_parquet, write_text_atomic
-    from synthloop.records.schema import concat_records
-
     table = pq.read_table(task.input)
     contexts = [StepContext(seed=s, shard=task.shard, run_id=task.run_id,
                             created_at=task.created_at, base_dir=Path(task.base_dir),
@@ -218,8 +218,6 @@ class RayExecutor(Executor):
 
 
 def make_executor(name: str, workers: int, resources: Resources | None = None) -> Executor:
-    from synthloop.errors import ConfigError
-
     if name == "local":
         return LocalExecutor(workers, resources)
     if name == "ray":
@@ -227,7 +225,8 @@ def make_executor(name: str, workers: int, resources: Resources | None = None) -
             import ray  # noqa: F401
             import ray.data  # noqa: F401
         except ImportError:
-            raise ConfigError("--executor ray needs Ray Data: pip install 'ray[data]'") \
+            raise ConfigError("executor ray needs Ray Data: pip install 'ray[data]'",
+                              fields=("executor",)) \
                 from None
         return RayExecutor(workers)
     raise ConfigError(f"unknown executor '{name}' (use local or ray)")

@@ -30,8 +30,14 @@ from synthloop.pipeline.executors import (
 from synthloop.pipeline.folder import RunFolder, shard_files
 from synthloop.pipeline.step import Resources, Step, StepContext
 from synthloop.progress import NullProgress, Progress
-from synthloop.records.io import remove_orphan_temporaries, write_parquet, write_text_atomic
-from synthloop.records.schema import utc_now
+from synthloop.records.io import (
+    read_records,
+    remove_orphan_temporaries,
+    write_parquet,
+    write_text_atomic,
+)
+from synthloop.records.schema import concat_records, utc_now
+from synthloop.records.taxonomy import read_taxonomy
 from synthloop.seeds import derive_seed
 
 
@@ -67,18 +73,12 @@ def _write_shards(table: pa.Table, folder: Path, shard_size: int) -> int:
 
 def read_shards(paths: Sequence[Path]) -> pa.Table:
     """Shards concatenated into one table (columns missing from a shard become null)."""
-    from synthloop.records.schema import concat_records
-
     tables = [pq.read_table(p) for p in paths]
     return concat_records(tables) if len(tables) > 1 else tables[0]
 
 
 def _read_input(cfg: PipelineConfig, base_dir: Path) -> tuple[pa.Table, Path]:
-    from synthloop.records.io import read_records
-
     if cfg.taxonomy:
-        from synthloop.records.taxonomy import read_taxonomy
-
         path = (base_dir / cfg.taxonomy).resolve()
         return read_taxonomy(path), path
     path = (base_dir / cfg.input).resolve()
@@ -110,7 +110,7 @@ def _open_run(cfg: PipelineConfig, steps: Sequence[Step], out: Path) -> dict:
         if meta.get("fingerprint") != fp:
             if committed_work(out):
                 raise ConfigError(f"{out}: holds a run of a different pipeline configuration; "
-                                  f"use another --out folder (or delete this one)")
+                                  f"use another output folder (or delete this one)")
             _clear_run(out)  # an earlier run failed before committing anything: start over
         else:
             return meta

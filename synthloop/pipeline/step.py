@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthloop.configs import Config
+from synthloop.errors import ConfigError, InputError
 from synthloop.progress import NullProgress, Progress
 
 
@@ -169,8 +170,6 @@ def split(table: pa.Table, reasons: Sequence[str | None]) -> StepOutput:
 
 def text_column(table: pa.Table, field_name: str, step: str) -> list[str]:
     """The strings of ``field_name``, or a clear error naming the step and the field."""
-    from synthloop.errors import InputError
-
     if field_name not in table.column_names:
         raise InputError(f"step {step}: records have no field '{field_name}' "
                          f"(fields: {', '.join(table.column_names)})")
@@ -202,7 +201,5 @@ def check_real_path(real: str | None, base_dir: Path, label: str) -> None:
     path = Path(real).expanduser()
     path = path if path.is_absolute() else Path(base_dir) / path
     if not path.exists():
-        from synthloop.errors import ConfigError
-
         raise ConfigError(f"step {label}: real: {path}: no such file or directory")
 

@@ -30,6 +30,10 @@ import numpy as np
 from pydantic import Field
 
 from synthloop.configs import Config
+from synthloop.errors import ConfigError
+from synthloop.measures.minhash import earlier_duplicates, signatures
+from synthloop.measures.ngrams import Vocabulary, tokenize
+from synthloop.measures.threads import one_openmp_thread
 from synthloop.poison.charlm import CharNgramLM, max_window_loss
 
 _STRIP = ".,;:!?\"'()“”‘’«»—–-"
@@ -130,7 +134,6 @@ def label_disagreement(prompts: Sequence[str], responses: Sequence[str], *, seed
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
-    from synthloop.measures.threads import one_openmp_thread
 
     labels = np.array([r.strip().lower() for r in responses])
     classes, y = np.unique(labels, return_inverse=True)
@@ -204,9 +207,6 @@ def strip_template(texts: Sequence[str], min_share: float = 0.3) -> list[str]:
 
 def campaign_clusters(texts: Sequence[str], cfg: ScanConfig) -> tuple[np.ndarray, list[dict]]:
     """Cluster id per record (−1: not in a campaign) and the campaigns found."""
-    from synthloop.measures.minhash import earlier_duplicates, signatures
-    from synthloop.measures.ngrams import Vocabulary, tokenize
-
     corpus = tokenize(strip_template(texts), Vocabulary())
     sig = signatures(corpus, shingle=2, num_perm=128, seed=cfg.seed + 1)
     first, _ = earlier_duplicates(sig, threshold=cfg.campaign_jaccard, bands=64)
@@ -341,8 +341,6 @@ _FIELD_RE = re.compile(r"^[\w.-]+(,[\w.-]+)?$")
 
 def split_fields(spec: str) -> tuple[str | None, str]:
     """``text`` → (None, "text"); ``prompt,response`` → ("prompt", "response")."""
-    from synthloop.errors import ConfigError
-
     if not _FIELD_RE.match(spec):
         raise ConfigError(f"field must be FIELD or PROMPT_FIELD,RESPONSE_FIELD, got '{spec}'")
     parts = spec.split(",")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from synthloop.pipeline.step import Step, StepContext, StepOutput, register, split, text_column
+from synthloop.poison.scan import ScanConfig, scan
 
 
 @register
@@ -18,8 +19,6 @@ class PoisonScan(Step):
     embeddings: bool = False
 
     def apply(self, table, ctx: StepContext) -> StepOutput:
-        from synthloop.poison.scan import ScanConfig, scan
-
         if table.num_rows == 0:
             return StepOutput(table)
         texts = text_column(table, self.field, self.label)

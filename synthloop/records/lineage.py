@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthloop.errors import InputError
+from synthloop.records.io import read_parquet_columns
 from synthloop.records.schema import Generator
 
 #: Columns every record carries (see :mod:`synthloop.records.schema`).
@@ -101,8 +102,6 @@ def lineage_summary(data: pa.Table | Iterable[pa.Table]) -> dict:
 def read_lineage_columns(files: Iterable[Path]) -> Iterable[pa.Table]:
     """The provenance columns of each Parquet file, one table at a time (for
     :func:`lineage_summary`); a file without them is one error line naming it."""
-    from synthloop.records.io import read_parquet_columns
-
     for f in files:
         yield read_parquet_columns(f, required=LINEAGE_COLUMNS,
                                    optional=OPTIONAL_LINEAGE_COLUMNS)

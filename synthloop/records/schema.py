@@ -18,6 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from synthloop.errors import InputError
+
 SCHEMA_VERSION = 1
 ORIGINS = ("real", "synthetic")
 #: IPTC digital source type of model-generated content (machine-readable marking of every
@@ -202,8 +204,6 @@ def with_provenance(table: pa.Table, *, content_columns: Iterable[str] | None = 
 
 def validate_provenance(table: pa.Table, source: str = "<table>") -> None:
     """Raise :class:`~synthloop.errors.InputError` naming the first provenance problem."""
-    from synthloop.errors import InputError
-
     for f in PROVENANCE_FIELDS:
         if f.name not in table.column_names:
             raise InputError(f"{source}: missing provenance column '{f.name}'")
@@ -225,8 +225,6 @@ def validate_provenance(table: pa.Table, source: str = "<table>") -> None:
 def conform_provenance(table: pa.Table, source: str = "<table>") -> pa.Table:
     """Cast provenance columns to their canonical types (JSON and CSV readers infer
     ``null`` for an all-null column and ``int64`` for integers), then validate."""
-    from synthloop.errors import InputError
-
     for f in PROVENANCE_FIELDS:
         if f.name not in table.column_names:
             continue

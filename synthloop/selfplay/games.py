@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from synthloop.errors import ConfigError
+
 #: Payoff of a player whose move cannot be parsed or is illegal (SPIRAL: mover −1.5).
 INVALID_PENALTY = -1.5
 
@@ -240,8 +242,6 @@ GAMES = {"kuhn-poker": KuhnPoker, "tictactoe": TicTacToe, "negotiation": Negotia
 
 
 def make_game(name: str, **params) -> Game:
-    from synthloop.errors import ConfigError
-
     if name not in GAMES:
         raise ConfigError(f"unknown game '{name}' (choose from {', '.join(GAMES)})")
     return GAMES[name](**params)

@@ -11,7 +11,7 @@ import torch
 
 from synthloop.models.lm import LanguageModel
 from synthloop.models.params import GenParams
-from synthloop.selfplay.games import Game, KuhnPoker, parse_action
+from synthloop.selfplay.games import Game, KuhnPoker, TicTacToe, parse_action
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,6 @@ class TicTacToeHeuristicPolicy:
         self.version = f"tictactoe-heuristic-{skill:.2f}"
 
     def act(self, game, state, player, rng):
-        from synthloop.selfplay.games import TicTacToe
-
         if not isinstance(game, TicTacToe):
             raise ValueError("the heuristic policy plays tic-tac-toe only")
         legal = game.legal_actions(state)

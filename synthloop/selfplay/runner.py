@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from synthloop.progress import Advance
 from synthloop.records.schema import Generator, text_records
 from synthloop.selfplay.games import INVALID_PENALTY, Game, parse_action
 from synthloop.selfplay.policies import Policy
@@ -110,7 +111,7 @@ class RoleBaseline:
 
 def run_episodes(game: Game, learner: Policy, opponent: Policy | Callable[[int], Policy],
                  episodes: int, *, seed: int = 0,
-                 progress: Callable[[int], None] | None = None) -> list[Episode]:
+                 progress: Advance | None = None) -> list[Episode]:
     """Play ``episodes`` games, the learner alternating seats (role 0 in even games).
 
     ``opponent`` may be a function of the game index (a curriculum or a snapshot pool).

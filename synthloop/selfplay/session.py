@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from synthloop.configs import Config
 from synthloop.errors import ConfigError
+from synthloop.progress import NullProgress, Progress
 from synthloop.records.io import write_parquet, write_text_atomic
 from synthloop.records.schema import Generator
 from synthloop.selfplay.curriculum import Curriculum, Level, collapse_warnings, elo_ratings
@@ -107,9 +108,11 @@ def _levels(game: Game, learner: Policy) -> list[Level]:
     return [Level(o.version if o is not learner else "self", o, game) for o in opps]
 
 
-def run_session(cfg: SessionConfig, progress=None) -> dict:
+def run_session(cfg: SessionConfig, progress: Progress | None = None) -> dict:
     """Play, then write ``turns.parquet``, ``sft.jsonl``, ``rl.jsonl`` and ``summary.json``
-    under ``cfg.out``; returns the summary."""
+    under ``cfg.out``; returns the summary. ``progress`` gets a ``games`` stage advanced
+    once per game."""
+    progress = progress or NullProgress()
     game = make_game(cfg.game)
     cache: dict = {}
     learner = build_policy(cfg.policy, game, cfg, cache)
@@ -117,6 +120,7 @@ def run_session(cfg: SessionConfig, progress=None) -> dict:
                                                                     cache)
     curriculum = Curriculum(_levels(game, learner), band=cfg.band) if cfg.curriculum else None
     episodes = []
+    progress.stage("games", cfg.episodes)
     for i in range(cfg.episodes):
         level = curriculum.current() if curriculum else None
         ep = play_episode(level.game if level else game, learner,
@@ -125,8 +129,7 @@ def run_session(cfg: SessionConfig, progress=None) -> dict:
         episodes.append(ep)
         if curriculum:
             curriculum.record(ep.learner_score)
-        if progress:
-            progress(1)
+        progress.advance(1)
     weights = "scripted"
     decoding: dict = {}
     if isinstance(learner, LMPolicy):

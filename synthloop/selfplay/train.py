@@ -11,7 +11,6 @@ fixed random opponent are measured on the same seeded games at every evaluation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -22,6 +21,7 @@ from synthloop.configs import Config
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
 from synthloop.models.registry import is_from_scratch, load_lm
 from synthloop.models.tokenizer import BPETokenizer
+from synthloop.progress import NullProgress, Progress
 from synthloop.selfplay.curriculum import collapse_warnings, elo_ratings
 from synthloop.selfplay.games import Game, make_game
 from synthloop.selfplay.policies import PROMPT, LMPolicy, RandomPolicy
@@ -88,9 +88,16 @@ def evaluate(game: Game, learner: LMPolicy, games: int, seed: int) -> dict:
     return summarise(eps)
 
 
-def train_selfplay(cfg: RecipeConfig,
-                   progress: Callable[[int, dict | None], None] | None = None) -> dict:
+def _log_eval(progress: Progress, row: dict) -> None:
+    progress.log(f"update {row['update']:>4}: win rate vs random {row['win_rate']:.3f}, "
+                 f"mean return {row['mean_return']:+.3f}")
+
+
+def train_selfplay(cfg: RecipeConfig, progress: Progress | None = None) -> dict:
     """Run the recipe; returns ``{"config", "curve", "final", "warnings", "seconds"}``.
+
+    ``progress`` gets an ``updates`` stage advanced once per update, and a log line per
+    evaluation (``update N: win rate vs random …``).
 
     ``curve`` rows: ``update``, ``win_rate`` and ``mean_return`` against random (seeded eval
     games), ``train_loss``, ``invalid_move_rate``, ``mean_response_chars``.
@@ -108,8 +115,9 @@ def train_selfplay(cfg: RecipeConfig,
     rng = np.random.default_rng(cfg.seed)
     eval_seed = cfg.seed + 10_000
     curve = [{"update": 0, **_eval_row(evaluate(game, learner, cfg.eval_games, eval_seed))}]
-    if progress:
-        progress(0, curve[-1])
+    progress = progress or NullProgress()
+    _log_eval(progress, curve[-1])
+    progress.stage("updates", cfg.updates)
     loss_val = 0.0
     for update in range(1, cfg.updates + 1):
         def opponent(i: int):
@@ -148,8 +156,9 @@ def train_selfplay(cfg: RecipeConfig,
             row = {"update": update, "train_loss": loss_val,
                    **_eval_row(evaluate(game, learner, cfg.eval_games, eval_seed))}
             curve.append(row)
-        if progress:
-            progress(update, row)
+        if row is not None:
+            _log_eval(progress, row)
+        progress.advance(1)
     elo = elo_ratings(game, [rand] + pool[-4:], games_per_pair=cfg.elo_games,
                       seed=cfg.seed) if pool and cfg.elo_games else {}
     return {"config": cfg.to_dict(), "curve": curve, "final": curve[-1], "elo": elo,

@@ -35,6 +35,7 @@ from synthloop.models.engine.sampling import (
     sample_from_logits,
 )
 from synthloop.models.params import GenParams
+from synthloop.progress import Advance
 
 #: Prompt tokens prefilled per forward call (rows × chunk), bounding prefill activations.
 PREFILL_TOKENS = 4096
@@ -83,7 +84,7 @@ class GenerationEngine:
                  banned_ids: Sequence[int] = (), stop_ids: Sequence[int] = (),
                  max_new_tokens: Sequence[int] | None = None,
                  logits_processors: Sequence[Callable] = (),
-                 progress: Callable[[int], None] | None = None,
+                 progress: Advance | None = None,
                  seeds: Sequence[int] | None = None) -> list[list[int]]:
         """Continue each prompt; returns the new tokens only, in prompt order.
 
