@@ -15,6 +15,11 @@ from synthloop.models.engine.sampling import (
 from synthloop.models.gpt import GPT, GPTConfig
 
 
+def GP(n: int, **kw) -> GenParams:  # noqa: N802 — short, for the many calls below
+    """Decoding parameters for ``n`` new tokens."""
+    return GenParams(max_new_tokens=n, **kw)
+
+
 def generate_tokens(model, prompts, params, *, seed=0, banned_ids=()):
     return engine_for(model).generate(prompts, params, seed=seed, banned_ids=banned_ids)
 
@@ -57,20 +62,20 @@ def test_engine_cache_matches_full_forward(gpt):
 
 def test_sampling_is_seeded(gpt):
     prompts = [[0, 5, 6], [0, 7, 8], [0, 1]]
-    p = GenParams(max_new_tokens=10, temperature=1.0)
+    p = GP(n=10, temperature=1.0)
     a = generate_tokens(gpt, prompts, p, seed=3)
     b = generate_tokens(gpt, prompts, p, seed=3)
     c = generate_tokens(gpt, prompts, p, seed=4)
     assert a == b and a != c
     assert all(len(x) == 10 for x in a)
     # Batch size does not change what each prompt gets for greedy-like decoding
-    g1 = generate_tokens(gpt, prompts, GenParams(max_new_tokens=10, num_beams=2, batch_size=2), seed=0)
-    g2 = generate_tokens(gpt, prompts, GenParams(max_new_tokens=10, num_beams=2, batch_size=64), seed=0)
+    g1 = generate_tokens(gpt, prompts, GP(n=10, num_beams=2, batch_size=2), seed=0)
+    g2 = generate_tokens(gpt, prompts, GP(n=10, num_beams=2, batch_size=64), seed=0)
     assert g1 == g2
 
 
 def test_banned_tokens_never_sampled(gpt):
-    out = generate_tokens(gpt, [[0, 3]] * 8, GenParams(max_new_tokens=20), seed=1, banned_ids=[0, 1, 2])
+    out = generate_tokens(gpt, [[0, 3]] * 8, GP(n=20), seed=1, banned_ids=[0, 1, 2])
     assert not {0, 1, 2} & {t for row in out for t in row}
 
 
@@ -83,10 +88,10 @@ def _seq_logprob(model, prompt, new):
 
 def test_beam_search_beats_greedy_and_width_one_is_greedy(gpt):
     prompt = [0, 4, 9]
-    greedy = generate_tokens(gpt, [prompt], GenParams(max_new_tokens=6, greedy=True), seed=0)[0]
-    top1 = generate_tokens(gpt, [prompt], GenParams(max_new_tokens=6, num_beams=1, top_k=1), seed=0)[0]
+    greedy = generate_tokens(gpt, [prompt], GP(n=6, greedy=True), seed=0)[0]
+    top1 = generate_tokens(gpt, [prompt], GP(n=6, num_beams=1, top_k=1), seed=0)[0]
     assert greedy == top1
-    beam4 = generate_tokens(gpt, [prompt], GenParams(max_new_tokens=6, num_beams=4), seed=0)[0]
+    beam4 = generate_tokens(gpt, [prompt], GP(n=6, num_beams=4), seed=0)[0]
     assert _seq_logprob(gpt, prompt, beam4) >= _seq_logprob(gpt, prompt, greedy) - 1e-5
 
 
@@ -99,7 +104,7 @@ def test_beam_search_finds_the_best_sequence_exhaustively():
     best = max(itertools.product(range(6), repeat=3),
                key=lambda s: _seq_logprob(model, prompt, list(s)))
     # 36 beams over a 6-token vocabulary keep every 2-token prefix: exact search.
-    got = generate_tokens(model, [prompt], GenParams(max_new_tokens=3, num_beams=36), seed=0)[0]
+    got = generate_tokens(model, [prompt], GP(n=3, num_beams=36), seed=0)[0]
     assert tuple(got) == best
 
 
