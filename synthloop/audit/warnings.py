@@ -70,8 +70,12 @@ RULES: dict[str, Rule] = {
     # tables
     "column_shapes": Rule(0.1, 0.03, "warning", "Fidelity: column distributions score {v:.3f} "
                           "against {b:.3f} for real held-out rows."),
-    "column_pair_trends": Rule(0.1, 0.03, "warning", "Fidelity: column-pair trends score {v:.3f} "
-                               "against {b:.3f} for real held-out rows."),
+    "accuracy_bivariate": Rule(0.1, 0.03, "warning", "Fidelity: column-pair distributions "
+                               "score {v:.3f} (binned accuracy) against {b:.3f} for real "
+                               "held-out rows."),
+    "accuracy_trivariate": Rule(0.1, 0.03, "warning", "Fidelity: three-column distributions "
+                                "score {v:.3f} (binned accuracy) against {b:.3f} for real "
+                                "held-out rows."),
     "detection_auc": Rule(0.0, 0.05, "warning", "Detectable: a classifier tells synthetic rows "
                           "from real ones with AUC {v:.3f} (real held-out rows: {b:.3f})."),
     "identical_match_share": Rule(0.0, 0.01, "critical", "Privacy: {v:.1%} of synthetic rows are "
