@@ -245,9 +245,24 @@ class GaussianCopula:
         return out
 
 
+def _sdv_metadata(metadata_cls, df: pd.DataFrame):
+    """SDV metadata of one table: ``detect_from_dataframes`` (SDV ≥ 1.x, the only public
+    detector in 2.0), else the older single-table ``detect_from_dataframe``."""
+    if hasattr(metadata_cls, "detect_from_dataframes"):
+        return metadata_cls.detect_from_dataframes({"table": df}, infer_keys="primary_only")
+    return metadata_cls.detect_from_dataframe(df)
+
+
+def _sdv_major() -> int:
+    import sdv
+
+    return int(str(sdv.__version__).split(".")[0])
+
+
 class SDVSynthesizer:
-    """Adapter for SDV single-table synthesizers (``pip install sdv``; not installed by
-    default): ``gaussian_copula``, ``ctgan``, ``tvae``, ``copulagan``."""
+    """Adapter for SDV single-table synthesizers (``pip install sdv``; BSL-licensed, never
+    required; tested against the version requirements.lock pins, 2.0.0): ``gaussian_copula``,
+    ``ctgan``, ``tvae``, ``copulagan``."""
 
     NAMES = {"gaussian_copula": "GaussianCopulaSynthesizer", "ctgan": "CTGANSynthesizer",
              "tvae": "TVAESynthesizer", "copulagan": "CopulaGANSynthesizer"}
@@ -263,10 +278,11 @@ class SDVSynthesizer:
             from sdv.metadata import Metadata
         except ImportError:
             raise ConfigError("engine 'sdv:*' needs the sdv package: pip install sdv") from None
-        meta = Metadata.detect_from_dataframe(df)
+        meta = _sdv_metadata(Metadata, df)
         self._model = getattr(st, self.NAMES[self.name])(meta)
-        np.random.seed(seed)  # SDV samples from numpy's global generator
-        self._model.fit(df)
+        np.random.seed(seed % 2**32)  # SDV samples from numpy's global generator
+        # SDV 2 takes and returns {table name: frame}; SDV 1 a frame
+        self._model.fit({"table": df} if _sdv_major() >= 2 else df)
         self._fp = hashlib.sha256(f"sdv:{self.name}:{seed}:{len(df)}".encode()).hexdigest()
         return self
 
@@ -274,8 +290,14 @@ class SDVSynthesizer:
         return self._fp
 
     def sample(self, n: int, *, seed: int = 0) -> pd.DataFrame:
-        np.random.seed(seed)
-        return self._model.sample(num_rows=n)
+        np.random.seed(seed % 2**32)
+        # SDV seeds its samplers itself (a fixed seed unless told); its only way to take
+        # ours is this method (private in 1.x and 2.0; the test pins the version)
+        if hasattr(self._model, "_set_random_state"):
+            self._model.reset_sampling()  # the data processor's own generators (missing values)
+            self._model._set_random_state(seed % 2**32)
+        out = self._model.sample(num_rows=n)
+        return next(iter(out.values())) if isinstance(out, dict) else out
 
 
 def content_frame(table: pa.Table) -> pd.DataFrame:
