@@ -123,3 +123,19 @@ def test_nothing_outside_the_audit_reaches_into_it():
     bad = [f"{m} -> {d}" for m, deps in g.items() for d in deps
            if d.startswith("synthloop.audit.") and not m.startswith("synthloop.audit")]
     assert bad == []
+
+
+def test_table_generation_and_the_cli_do_not_import_torch():
+    """A table generator or the CLI's startup needs no model: torch (≈ 4 s to import) stays
+    out (#20: `synthloop generate --table` spent most of its wall time importing)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, synthloop.cli, synthloop.generate.oneoff, synthloop.generate.copula, "
+            "synthloop.catalog, synthloop.models\n"
+            "from synthloop.models import GenParams\n"
+            "heavy = [m for m in ('torch', 'transformers', 'sklearn', 'plotly') "
+            "if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

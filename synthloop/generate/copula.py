@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pydantic import Field
-from scipy import stats
+from scipy.special import ndtr, ndtri  # the standard normal's cdf and inverse (light)
 
 from synthloop.errors import ConfigError, InputError
 from synthloop.measures.columns import as_datetimes, infer_column_types
@@ -118,7 +118,7 @@ class GaussianCopula:
             if p_miss > 0:
                 u = np.where(miss, rng.uniform(0, p_miss, len(s)),
                              rng.uniform(p_miss, 1, len(s)))
-                scores.append(stats.norm.ppf(np.clip(u, 1e-9, 1 - 1e-9)))
+                scores.append(ndtri(np.clip(u, 1e-9, 1 - 1e-9)))
                 self.dims.append((c, "missing"))
             values = s[~miss]
             if t in ("numerical", "datetime"):
@@ -126,7 +126,7 @@ class GaussianCopula:
                     else values.to_numpy(float)
                 m.update(kind="numeric", sorted=np.sort(x),
                          integer=bool(t == "numerical" and np.all(x == np.round(x))))
-                ranks = stats.rankdata(x)  # mid-ranks for ties
+                ranks = pd.Series(x).rank(method="average").to_numpy()  # mid-ranks for ties
                 u_obs = (ranks - 0.5) / len(x)
             else:
                 counts = values.astype(str).value_counts(sort=True)
@@ -141,7 +141,7 @@ class GaussianCopula:
                 u_obs = rng.uniform(edges[code], edges[code + 1])
             u = np.full(len(s), 0.5)  # missing rows sit at the median of the value dimension
             u[~miss] = u_obs
-            scores.append(stats.norm.ppf(np.clip(u, 1e-9, 1 - 1e-9)))
+            scores.append(ndtri(np.clip(u, 1e-9, 1 - 1e-9)))
             self.dims.append((c, "value"))
             self.margins[c] = m
         z = np.column_stack(scores) if scores else np.zeros((len(df), 0))
@@ -175,7 +175,7 @@ class GaussianCopula:
         k = len(self.dims)
         z = rng.multivariate_normal(np.zeros(k), self.corr, size=n, method="cholesky") \
             if k else np.zeros((n, 0))
-        u = stats.norm.cdf(z)
+        u = ndtr(z)
         out: dict[str, object] = {}
         missing: dict[str, np.ndarray] = {}
         for j, (c, what) in enumerate(self.dims):
