@@ -23,6 +23,7 @@ import hashlib
 import json
 import operator
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,7 +280,9 @@ class SDVSynthesizer:
         except ImportError:
             raise ConfigError("engine 'sdv:*' needs the sdv package: pip install sdv") from None
         meta = _sdv_metadata(Metadata, df)
-        self._model = getattr(st, self.NAMES[self.name])(meta)
+        with warnings.catch_warnings():  # "save the metadata to JSON": we detect it per fit
+            warnings.filterwarnings("ignore", message=".*save_to_json.*")
+            self._model = getattr(st, self.NAMES[self.name])(meta)
         np.random.seed(seed % 2**32)  # SDV samples from numpy's global generator
         # SDV 2 takes and returns {table name: frame}; SDV 1 a frame
         self._model.fit({"table": df} if _sdv_major() >= 2 else df)
