@@ -398,18 +398,16 @@ def split_holdout_rows(real: pd.DataFrame, fraction: float, seed: int
 
 def _result(name: str, prop: str, value: float, baseline: float | None, direction: str,
             rng_: tuple[float, float], description: str, *, score: float | None = None,
-            breakdown: dict | None = None) -> MetricResult:
-    if score is not None and math.isnan(score):
-        score = None  # informational
+            breakdown: dict | None = None, informational: bool = False) -> MetricResult:
+    """A metric scored against its baseline, unless ``informational`` (reported, no score)."""
+    if informational:
+        score = None
     elif score is None and value is not None and not math.isnan(value):
         score = relative_score(value, baseline, direction)
         score = None if math.isnan(score) else score
     return MetricResult(name=name, prop=prop, value=value, baseline=baseline,
                         direction=direction, range=rng_, score=score, description=description,
                         breakdown=breakdown or {})
-
-
-_INFORMATIONAL = float("nan")  # a score that is reported but counts nowhere
 
 
 def _accuracy_metrics(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
@@ -508,7 +506,7 @@ def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
                            "higher", (0, 1), "mean correlation / contingency similarity of "
                            "the column pairs with a real trend (SDMetrics-equal, for "
                            "comparison; not scored: bins per side)",
-                           score=_INFORMATIONAL,
+                           informational=True,
                            breakdown={"pairs": len(pairs["synthetic"]),
                                       "pairs_scored": sum(r["meets"]
                                                           for r in pairs["synthetic"])}))
