@@ -9,7 +9,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "synthloop"
 CAPABILITIES = ("audit", "curate", "generate", "poison", "compliance", "collapse", "selfplay",
-                "detect")
+                "detect", "monitor")
 
 
 def _module(path: Path) -> str:

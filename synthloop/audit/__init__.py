@@ -16,17 +16,19 @@ from typing import Any
 
 import pandas as pd
 
-from synthloop.audit.base import AuditWarning, MetricResult
+from synthloop.audit.base import AuditWarning, FeatureMemo, MetricResult
 from synthloop.audit.result import AuditResult
 from synthloop.audit.table import TableAuditConfig
 from synthloop.audit.text import TextAuditConfig
+from synthloop.audit.warnings import warning_margin, warning_threshold, warnings_for
 from synthloop.errors import ConfigError, InputError
 from synthloop.progress import Progress
 from synthloop.records.io import TEXT_SUFFIXES, load_texts, read_csv, read_jsonl, read_parquet
 from synthloop.records.schema import MARKING_COLUMNS, PROVENANCE_COLUMNS
 
-__all__ = ["AuditResult", "AuditWarning", "MetricResult", "TableAuditConfig", "TextAuditConfig",
-           "audit", "load_table", "load_texts"]
+__all__ = ["AuditResult", "AuditWarning", "FeatureMemo", "MetricResult", "TableAuditConfig",
+           "TextAuditConfig", "audit", "detect_kind", "load_table", "load_texts", "warning_margin",
+           "warning_threshold", "warnings_for"]
 
 Data = str | Path | Sequence[str] | pd.DataFrame
 
@@ -128,7 +130,7 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
           kind: str | None = None, text_field: str = "text",
           config: TextAuditConfig | TableAuditConfig | None = None,
           margin_scale: float = 1.0, progress: Progress | None = None,
-          **options: Any) -> AuditResult:
+          memo: FeatureMemo | None = None, **options: Any) -> AuditResult:
     """Audit ``synthetic`` against ``real`` (and a real ``holdout``, split off ``real`` with
     the config's seed when None).
 
@@ -142,13 +144,13 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
             of the default one instead (``seed=1, embeddings=False``...).
         margin_scale: multiplies every warning margin (2 = warn only on twice the deviation).
         progress: gets a stage per group of metrics (:class:`synthloop.progress.Progress`).
+        memo: a :class:`FeatureMemo` shared by audits of the same real data (text: the real
+            and holdout sides' embeddings and reference-LM statistics are computed once).
 
     Returns:
         :class:`AuditResult` (scores, per-metric breakdowns, warnings, ``to_html()``,
         ``to_json()``).
     """
-    from synthloop.audit.warnings import warnings_for
-
     if kind is None:
         if isinstance(real, str | Path):
             kind = detect_kind(real, text_field)
@@ -174,7 +176,7 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
         for name, docs in (("real", r), ("synthetic", s), ("holdout", h)):
             if docs is not None and not docs:
                 raise InputError(f"{name}: no documents")
-        metrics, data = audit_text(r, s, h, config, progress)
+        metrics, data = audit_text(r, s, h, config, progress, memo)
     else:
         from synthloop.audit.table import audit_table
 

@@ -10,6 +10,7 @@ metrics can be averaged into a property score and an overall grade.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +49,17 @@ class MetricResult:
     score: float | None
     description: str
     breakdown: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetricResult:
+        """The inverse of :meth:`to_dict` (``"inf"`` strings back to floats)."""
+        def num(x: Any) -> float | None:
+            return None if x is None else float(x)
+
+        return cls(name=d["name"], prop=d["prop"], value=num(d["value"]),
+                   baseline=num(d["baseline"]), direction=d["direction"],
+                   range=(float(d["range"][0]), float(d["range"][1])), score=num(d["score"]),
+                   description=d["description"], breakdown=d.get("breakdown", {}))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,6 +157,47 @@ def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     perm = np.random.default_rng(seed).permutation(n)
     n_hold = max(1, int(round(n * fraction)))
     return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+
+
+class FeatureMemo:
+    """Features an audit computed, keyed by what they were computed from (a model, settings
+    and the sha256 of the texts), for reuse by later audits of the same real data: pass one
+    memo to several :func:`synthloop.audit` calls (as ``synthloop monitor`` does for its
+    generations) and the real side's embeddings and reference-LM statistics are computed
+    once. Owned by the caller; holds what it computed until dropped (for a text audit: the
+    real data's embeddings, 1.5 kB per document, and per-token statistics of at most
+    ``ppl_docs`` documents per side)."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple, Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def texts_key(texts: Sequence[str]) -> str:
+        """sha256 of a list of texts (order and boundaries included)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for t in texts:
+            b = t.encode("utf-8", "surrogatepass")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+        return h.hexdigest()
+
+    def get(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """The value stored under ``key``, computed (and stored) on first use."""
+        if key in self._items:
+            self.hits += 1
+            return self._items[key]
+        self.misses += 1
+        value = self._items[key] = compute()
+        return value
+
+
+def remembered(memo: FeatureMemo | None, key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, through ``memo`` when there is one."""
+    return compute() if memo is None else memo.get(key, compute)
 
 
 def stage_reporter(progress: Progress | None):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from synthloop.audit.base import AuditWarning, MetricResult, _json_float, grade
+from synthloop.audit.warnings import warnings_for
 from synthloop.records.io import write_text_atomic
 
 PROPERTY_ORDER = ("fidelity", "tails", "diversity", "quality", "detection", "utility",
@@ -87,6 +88,17 @@ class AuditResult:
             "metrics": [m.to_dict() for m in self.metrics],
             "sampling": self.sampling, "inputs": self.inputs,
         })
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, margin_scale: float = 1.0) -> AuditResult:
+        """An audit read back from :meth:`to_dict` (or its JSON): metrics, sampling and
+        inputs; warnings recomputed at ``margin_scale``; no plot series."""
+        if d.get("kind") not in ("text", "table") or not isinstance(d.get("metrics"), list):
+            raise ValueError("not an audit result (needs 'kind' and 'metrics')")
+        metrics = [MetricResult.from_dict(m) for m in d["metrics"]]
+        return cls(kind=d["kind"], metrics=metrics,
+                   warnings=warnings_for(metrics, margin_scale=margin_scale),
+                   sampling=d.get("sampling", {}), inputs=d.get("inputs", {}))
 
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON with every number of the report (plot series excluded); written atomically

@@ -19,10 +19,12 @@ import numpy as np
 from pydantic import Field
 
 from synthloop.audit.base import (
+    FeatureMemo,
     MetricResult,
     holdout_indices,
     ks_statistic,
     relative_score,
+    remembered,
     stage_reporter,
 )
 from synthloop.configs import Config
@@ -108,6 +110,21 @@ def _metric(name: str, prop: str, value: float, baseline: float | None, directio
                         breakdown=breakdown or {})
 
 
+def ks_critical(n: int, m: int, alpha: float = 0.01) -> float:
+    """The two-sample Kolmogorov-Smirnov distance two samples of sizes ``n`` and ``m`` from one
+    distribution exceed with probability ``alpha`` (asymptotic): a length difference smaller
+    than this is sampling noise, and warns no one."""
+    c = math.sqrt(-0.5 * math.log(alpha / 2))
+    return c * math.sqrt((n + m) / (n * m))
+
+
+def rate_margin(p_holdout: float, p_synthetic: float, n: int, z: float = 2.576) -> float:
+    """The difference between two shares measured on ``n`` documents each that sampling noise
+    alone stays within 99% of the time (normal approximation at the pooled share)."""
+    p = (p_holdout + p_synthetic) / 2
+    return z * math.sqrt(max(p * (1 - p), 1e-12) * 2 / n)
+
+
 def compression_ratio(texts: Sequence[str]) -> float:
     """Size of the concatenated texts over their gzip size (Shaib et al. 2024); ≥ 1, higher
     means more redundant text."""
@@ -152,7 +169,8 @@ def _ai_share_metric(stats: dict, real_stats: list, model: str,
 
 def audit_text(real: Sequence[str], synthetic: Sequence[str],
                holdout: Sequence[str] | None = None, config: TextAuditConfig | None = None,
-               progress: Progress | None = None) -> tuple[list[MetricResult], TextAuditData]:
+               progress: Progress | None = None, memo: FeatureMemo | None = None
+               ) -> tuple[list[MetricResult], TextAuditData]:
     """Run every text metric on (real, synthetic) and (real, holdout).
 
     Args:
@@ -161,6 +179,8 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
         holdout: real documents the generator never saw; split off ``real`` when None.
         config: parameters (defaults: :class:`TextAuditConfig`).
         progress: gets a stage (of unknown length) per group of metrics.
+        memo: reuses the real and holdout sides' embeddings and reference-LM statistics
+            from earlier audits of the same data (:class:`FeatureMemo`).
 
     Returns:
         (metrics, data for plots).
@@ -211,7 +231,8 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
     ks = {k: ks_statistic(np.asarray(data.lengths[k]), tok_real.lengths()) for k in tok}
     metrics.append(_metric("length_ks", "fidelity", ks["synthetic"], ks["holdout"], "lower",
                            (0, 1), "Kolmogorov-Smirnov distance of document lengths (words) "
-                           "from the real data"))
+                           "from the real data",
+                           breakdown={"warn_margin": ks_critical(n, len(real))}))
 
     # --- tails ------------------------------------------------------------------------------
     rare = {}
@@ -261,17 +282,28 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
     metrics.append(_metric("heuristic_flag_rate", "quality", rates["synthetic"]["any"],
                            rates["holdout"]["any"], "lower", (0, 1),
                            "share of documents breaking a Gopher quality rule",
-                           breakdown={"rules": GOPHER_RULES, **rates}))
+                           breakdown={"rules": GOPHER_RULES, **rates,
+                                      "warn_margin": rate_margin(rates["holdout"]["any"],
+                                                                 rates["synthetic"]["any"], n)}))
     if cfg.ppl_model:
         say(f"perplexity under {cfg.ppl_model}")
         from synthloop.models.registry import load_lm
 
-        lm = load_lm(cfg.ppl_model, device=cfg.device)
+        lm_key = (cfg.ppl_model, cfg.device, cfg.ppl_max_tokens)
+        lm = remembered(memo, ("lm", *lm_key), lambda: load_lm(cfg.ppl_model,
+                                                               device=cfg.device))
+
+        def doc_stats(side: str, docs: list[str]):
+            def compute():
+                return _doc_stats(lm, docs, cfg.ppl_max_tokens)
+            if side == "synthetic":
+                return compute()
+            return remembered(memo, ("token_stats", *lm_key, FeatureMemo.texts_key(docs)),
+                              compute)
         p_rng = np.random.default_rng(cfg.seed + 3)
         k_ = min(cfg.ppl_docs, n)
         pidx = _sample(n, k_, p_rng)
-        stats = {k: _doc_stats(lm, [t[i] for i in pidx], cfg.ppl_max_tokens)
-                 for k, t in sides.items()}
+        stats = {k: doc_stats(k, [t[i] for i in pidx]) for k, t in sides.items()}
         ppl = {k: np.array([np.exp(-st.logp.mean()) if st.n_tokens else np.nan for st in v])
                for k, v in stats.items()}
         data.perplexities = {k: [float(x) for x in v if np.isfinite(x)] for k, v in ppl.items()}
@@ -285,7 +317,7 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
             breakdown={"ks_vs_holdout": logks, "model": cfg.ppl_model, "docs": k_}))
         # the user's own real documents: what "human" looks like in this domain
         r_idx = _sample(len(real), min(cfg.ppl_docs, len(real)), p_rng)
-        real_stats = _doc_stats(lm, [real[i] for i in r_idx], cfg.ppl_max_tokens)
+        real_stats = doc_stats("real", [real[i] for i in r_idx])
         share = _ai_share_metric(stats, real_stats, cfg.ppl_model, cfg.ppl_max_tokens)
         if share is not None:
             metrics.append(share)
@@ -339,8 +371,16 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
     # --- embeddings ----------------------------------------------------------------------
     if cfg.embeddings:
         say("embeddings")
-        e_real = emb.embed(real, device=cfg.device)
-        e = {k: emb.embed(t, device=cfg.device) for k, t in sides.items()}
+        def embed(side: str, docs: list[str]) -> np.ndarray:
+            def compute():
+                return emb.embed(docs, device=cfg.device)
+            if side == "synthetic":
+                return compute()
+            return remembered(memo, ("minilm", cfg.device, FeatureMemo.texts_key(docs)),
+                              compute)
+
+        e_real = embed("real", real)
+        e = {k: embed(k, t) for k, t in sides.items()}
         v = {k: emb.frechet_distance(e_real, x) for k, x in e.items()}
         metrics.append(_metric("frechet_distance", "fidelity", v["synthetic"], v["holdout"],
                                "lower", (0, math.inf),
@@ -371,7 +411,9 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
                                "higher", (0, 1), "share of documents in the smallest quarter "
                                f"of {k_clusters} real embedding clusters",
                                breakdown={"real": real_share, "clusters": k_clusters,
-                                          "small_clusters": int(small.sum())}))
+                                          "small_clusters": int(small.sum()),
+                                          "warn_margin": rate_margin(real_share, real_share,
+                                                                     n)}))
         data.embedding_map = _pca_map(e_real, e, cfg.seed)
     return metrics, data
 

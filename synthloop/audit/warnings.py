@@ -89,6 +89,36 @@ RULES: dict[str, Rule] = {
 }
 
 
+def warning_margin(m: MetricResult, *, margin_scale: float = 1.0
+                   ) -> tuple[float, float, float] | None:
+    """``(reference, rel, abs_)`` for :func:`~synthloop.audit.base.worse_than`: the value a
+    metric is compared with and the margin past which its warning fires; None for a metric
+    without a rule or without a baseline.
+
+    The reference is the holdout baseline unless the metric names another (e.g. the 0.5 a
+    fair coin scores); the absolute margin is the rule's floor or the metric's own sampling
+    margin (a few standard errors at its sample size), whichever is larger.
+    """
+    rule = RULES.get(m.name)
+    if rule is None or m.baseline is None:
+        return None
+    ref = m.breakdown.get("warn_reference", m.baseline)
+    abs_ = max(rule.abs_, m.breakdown.get("warn_margin", 0.0))
+    return float(ref), rule.rel * margin_scale, abs_ * margin_scale
+
+
+def warning_threshold(m: MetricResult, *, margin_scale: float = 1.0) -> float | None:
+    """The value past which ``m`` raises its warning (below it for ``higher``-is-better
+    metrics, above it for ``lower``); None where no rule applies or the metric is a
+    ``target`` (it warns on both sides)."""
+    margin = warning_margin(m, margin_scale=margin_scale)
+    if margin is None or m.direction == "target":
+        return None
+    ref, rel, abs_ = margin
+    width = max(abs(ref) * rel, abs_)
+    return ref - width if m.direction == "higher" else ref + width
+
+
 def warnings_for(metrics: list[MetricResult], *, margin_scale: float = 1.0) -> list[AuditWarning]:
     """Warnings for every metric with a rule whose value is worse than its baseline by more
     than the rule's margin (× ``margin_scale``); critical ones first."""
@@ -108,15 +138,12 @@ def warnings_for(metrics: list[MetricResult], *, margin_scale: float = 1.0) -> l
                             f"(estimated {real['share']:.0%}, 95% CI {real['low']:.0%}–"
                             f"{real['high']:.0%}); keep-k%-real and accumulate assume it is "
                             f"real."))
-        rule = RULES.get(m.name)
-        if rule is None or m.value is None or m.baseline is None:
+        margin = warning_margin(m, margin_scale=margin_scale)
+        if margin is None or m.value is None:
             continue
-        # a metric may name what to compare with (e.g. the 0.5 a fair coin scores) and a
-        # sampling margin (a few standard errors at its sample size)
-        ref = m.breakdown.get("warn_reference", m.baseline)
-        abs_ = max(rule.abs_, m.breakdown.get("warn_margin", 0.0))
-        if worse_than(m.value, ref, m.direction, rel=rule.rel * margin_scale,
-                      abs_=abs_ * margin_scale):
+        ref, rel, abs_ = margin
+        if worse_than(m.value, ref, m.direction, rel=rel, abs_=abs_):
+            rule = RULES[m.name]
             out.append(AuditWarning(prop=m.prop, metric=m.name, level=rule.level,
                                     message=rule.message.format(v=m.value, b=m.baseline)))
     out.sort(key=lambda w: w.level != "critical")

@@ -9,6 +9,7 @@ from synthloop.cli.app import app, console
 from synthloop.cli import collapse  # noqa: F401
 from synthloop.cli import selfplay  # noqa: F401
 from synthloop.cli import audit  # noqa: F401
+from synthloop.cli import monitor  # noqa: F401
 from synthloop.cli import pipeline  # noqa: F401
 from synthloop.cli import poison  # noqa: F401
 from synthloop.cli import compliance  # noqa: F401
