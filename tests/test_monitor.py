@@ -268,3 +268,47 @@ def test_bad_input_is_one_line(tmp_path, paragraphs, lab):
         monitor(paragraphs[:100], [paragraphs[:20], ["only one"]], config=FAST)
     assert pq.read_table(deep).num_rows == 200
     assert isinstance(load_generations([one, one], kind="text")[0], Generation)
+
+
+def test_audit_predicts_collapse_statistic():
+    from synthloop.collapse.metrics import audit_predicts_collapse
+
+    def row(seed, gen, ppl, score, privacy):
+        audit_ = {"score": score, "properties": {"fidelity": score, "privacy": privacy}}
+        return {"seed": seed, "generation": gen, "test_ppl": ppl,
+                **({"audit": audit_} if gen else {})}
+
+    runs = [row(s, 0, 100.0, None, None) for s in (0, 1)]
+    runs += [row(s, g, 100.0 + 10 * g + s, 1 - 0.1 * g, 0.1 * g) for s in (0, 1)
+             for g in range(1, 5)]
+    out = audit_predicts_collapse(runs, n_boot=200)
+    assert out["rows"] == 8
+    # the worse the mix scores, the worse the model: ρ = +1 for fidelity, −1 for privacy
+    assert out["properties"]["fidelity"]["rho"] == pytest.approx(1.0, abs=0.03)
+    assert out["properties"]["privacy"]["rho"] == pytest.approx(-1.0, abs=0.03)
+    assert out["training_value"]["properties"] == ["fidelity"]
+    lo, hi = out["overall"]["low"], out["overall"]["high"]
+    assert lo <= out["overall"]["rho"] + 1e-9 and hi <= 1.0
+    assert audit_predicts_collapse(runs[:4]) == {"rows": 2}
+
+
+def test_lab_audit_is_added_on_rerun(lab):
+    """Switching ``audit`` on for a finished lab run audits each generation's training mix
+    without retraining anything; results.json gets the prediction."""
+    from synthloop.collapse import CollapseConfig, run_collapse
+
+    cfg = CollapseConfig.from_dict(json.loads((lab / "config.json").read_text())["config"])
+    weights = json.loads((lab / "runs" / "replace" / "seed0" / "gen3" / "metrics.json")
+                         .read_text())["weights_sha256"]
+    res = run_collapse(cfg.replace(audit=True), report=False)
+    rows = [r for r in res.runs if r["generation"] > 0]
+    assert len(rows) == 8 and all("audit" in r for r in rows)
+    again = json.loads((lab / "runs" / "replace" / "seed0" / "gen3" / "metrics.json")
+                       .read_text())
+    assert again["weights_sha256"] == weights  # nothing retrained
+    rep = next(r for r in rows if r["policy"] == "replace" and r["generation"] == 4)
+    acc = next(r for r in rows if r["policy"] == "accumulate" and r["generation"] == 4)
+    # accumulate's mix holds the real blocks: it scores far better on fidelity and tails
+    assert acc["audit"]["properties"]["tails"] > rep["audit"]["properties"]["tails"]
+    pred = json.loads((lab / "results.json").read_text())["audit_prediction"]
+    assert pred["rows"] == 8 and -1 <= pred["overall"]["rho"] <= 1

@@ -27,6 +27,15 @@ def _print_summary(result) -> None:
     for f in result.findings:
         mark = {True: "[green]✔[/]", False: "[red]✘[/]", None: "–"}[f["holds"]]
         console.print(f"{mark} {f['expectation']}: {f['detail']}", highlight=False)
+    pred = result.audit_prediction
+    if pred and pred.get("overall"):
+        o = pred["overall"]
+        props = ", ".join(f"{p} {v['rho']:+.2f}" for p, v in pred["properties"].items()
+                          if v["rho"] is not None)
+        console.print(f"audit score of the training mix vs perplexity improvement over "
+                      f"{pred['rows']} models: Spearman ρ {o['rho']:+.2f} (95% CI "
+                      f"{o['low']:+.2f}…{o['high']:+.2f}); by property: {props}",
+                      highlight=False)
     console.print(f"results: {result.results_path}")
     if result.report_path:
         console.print(f"report:  {result.report_path}")
@@ -91,6 +100,9 @@ def collapse(
     gen_batch_size: Annotated[int | None, typer.Option(
         help="Rows decoded together.")] = None,
     keep_models: Annotated[bool, typer.Option(help="Save every generation's weights.")] = False,
+    audit: Annotated[bool, typer.Option(
+        help="Audit each generation's training mix; results.json gets how well the audit "
+             "score predicts the perplexity change (Spearman ρ).")] = False,
 ) -> None:
     """Run the recursive-training (model collapse) experiment, per data policy."""
     from synthloop.collapse.experiment import CollapseConfig
@@ -107,7 +119,7 @@ def collapse(
         pattern=pattern, block_tokens=block_tokens, prompt_tokens=prompt_tokens,
         new_tokens=new_tokens, max_train_blocks=max_train_blocks or None,
         max_test_blocks=max_test_blocks or None, test_fraction=test_fraction,
-        split_seed=split_seed, vocab_size=vocab_size, keep_models=keep_models)
+        split_seed=split_seed, vocab_size=vocab_size, keep_models=keep_models, audit=audit)
     _run_collapse(cfg)
 
 
@@ -120,6 +132,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
     seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 2,
     generations: Annotated[int, typer.Option(help="Model generations.")] = 5,
+    audit: Annotated[bool, typer.Option(
+        help="Audit each generation's training mix (see synthloop collapse --audit).")
+    ] = False,
 ) -> None:
     """The collapse lab on Shakespeare with the tiny from-scratch model: the four policies of
     the literature plus the compute-matched accumulate control (about 6 minutes on 2 CPU
@@ -129,7 +144,7 @@ def demo(
 
     cfg = CollapseConfig.for_model(str(shakespeare_dir()), str(out), "tiny",
                                    pattern=SHAKESPEARE_PATTERN, generations=generations,
-                                   seeds=seeds, policies=DEMO_POLICIES)
+                                   seeds=seeds, policies=DEMO_POLICIES, audit=audit)
     console.print(f"[bold]synthloop demo[/]: the collapse lab on Shakespeare "
                   f"({cfg.seeds} seeds × {cfg.generations} generations × "
                   f"{len(cfg.policies.split(','))} policies)")

@@ -25,7 +25,7 @@ import math
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,8 +35,10 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from synthloop import __version__
+from synthloop.audit import FeatureMemo, TextAuditConfig, audit
 from synthloop.collapse.data import make_blocks, split_corpus
 from synthloop.collapse.metrics import (
+    audit_predicts_collapse,
     log_bins,
     ppl_summary,
     summarise,
@@ -81,6 +83,12 @@ class CollapseConfig(Config):
         max_train_blocks, max_test_blocks: caps on the split's sides (a seeded subset).
         vocab_size: BPE size of a from-scratch model's tokenizer.
         tail_band: real-train word frequencies (inclusive) that count as the tail.
+        keep_models: save every generation's weights.
+        audit: audit each generation's training mix against the real train blocks, with the
+            real test blocks as holdout (the text audit's n-gram, MinHash, quality-rule and
+            privacy metrics; its model-based ones are left out to keep a CPU run within
+            minutes) — for :func:`audit_predicts_collapse`. May be switched on for a finished
+            run: rerunning adds the audits.
     """
 
     corpus: str
@@ -103,6 +111,7 @@ class CollapseConfig(Config):
     decoding: GenParams = GenParams(batch_size=512)
     tail_band: tuple[int, int] = (3, 10)
     keep_models: bool = False
+    audit: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> CollapseConfig:
@@ -138,7 +147,7 @@ class CollapseConfig(Config):
 
     # Fields that may change between a run and its resumption: they only add work.
     GROWABLE: ClassVar[tuple[str, ...]] = ("generations", "policies", "seeds", "device",
-                                          "keep_models", "out")
+                                          "keep_models", "out", "audit")
 
     def fingerprint(self) -> str:
         d = {k: v for k, v in self.to_dict().items() if k not in self.GROWABLE}
@@ -158,6 +167,7 @@ class _Context:
     real_counts: Counter
     run_tag: str
     progress: Progress
+    memo: FeatureMemo = field(default_factory=FeatureMemo)
 
 
 def _check_config(cfg: CollapseConfig, out: Path) -> None:
@@ -377,11 +387,40 @@ def _policy_gen0(ctx: _Context, policy: DataPolicy, seed: int, row0: dict) -> No
     _write_json(row, d / "metrics.json")
 
 
+#: The lab's audit of a training mix: every text-audit metric that needs no model.
+LAB_AUDIT = TextAuditConfig(embeddings=False, ppl_model=None)
+
+
+def _audit_mix(ctx: _Context, train_table: pa.Table) -> dict:
+    """The audit of the data a generation trained on, against the real train blocks (the
+    reference) and the real test blocks (the holdout): score, properties, metric values."""
+    ctx.progress.stage("audit of the training mix", None)
+    r = audit(ctx.real_train.column("text").to_pylist(), train_table.column("text").to_pylist(),
+              ctx.real_test.column("text").to_pylist(), kind="text", config=LAB_AUDIT,
+              memo=ctx.memo)
+    return {"score": r.score, "grade": r.grade, "properties": r.properties,
+            "metrics": {m.name: m.value for m in r.metrics},
+            "metric_scores": {m.name: m.score for m in r.metrics},
+            "warnings": [w.metric for w in r.warnings]}
+
+
+def _add_audit(ctx: _Context, d: Path) -> None:
+    """Audit a finished generation that has none yet (``audit`` switched on later)."""
+    path = d / "metrics.json"
+    row = json.loads(path.read_text())
+    if "audit" in row or not (d / "train.parquet").exists():
+        return
+    row["audit"] = _audit_mix(ctx, read_parquet(d / "train.parquet"))
+    _write_json(row, path)
+
+
 def _step(ctx: _Context, policy: DataPolicy, seed: int, k: int, scorer: LanguageModel) -> None:
     """Generation ``k`` ≥ 1 of one policy and seed."""
     base_dir = ctx.out / "runs" / policy.slug / f"seed{seed}"
     d = base_dir / f"gen{k}"
     if (d / "metrics.json").exists():
+        if ctx.cfg.audit:
+            _add_audit(ctx, d)
         return
     n = ctx.real_train.num_rows
     synthetic = {j: read_parquet(base_dir / f"gen{j - 1}" / "synthetic.parquet")
@@ -393,6 +432,8 @@ def _step(ctx: _Context, policy: DataPolicy, seed: int, k: int, scorer: Language
     model, row = _train(ctx, train_table, seed, f"{policy.spec}/gen{k}")
     row = {"policy": policy.spec, "seed": seed, "generation": k, **_test_ppl(ctx, model),
            **row, "weights_sha256": model.weights_sha256(), "train": lineage_summary(train_table)}
+    if ctx.cfg.audit:
+        row["audit"] = _audit_mix(ctx, train_table)
     run_id = f"collapse-{ctx.run_tag}/seed{seed}/{policy.slug}/gen{k}"
     cands, times = _generate(ctx, model, policy.n_candidates(n), seed, k, label, run_id, scorer)
     row.update(times)
@@ -418,6 +459,7 @@ class CollapseResult:
     findings: list[dict]
     results_path: Path
     report_path: Path | None
+    audit_prediction: dict | None = None
 
     def summary_rows(self) -> list[dict]:
         return summarise(self.runs)
@@ -471,6 +513,8 @@ def run_collapse(cfg: CollapseConfig, progress: Progress | None = None,
         "findings": findings,
         "wall_seconds": time.perf_counter() - t0,
     }
+    if any("audit" in r for r in runs):
+        results["audit_prediction"] = audit_predicts_collapse(runs)
     results_path = ctx.out / "results.json"
     _write_json(results, results_path)
     report_path = None
@@ -478,7 +522,8 @@ def run_collapse(cfg: CollapseConfig, progress: Progress | None = None,
         from synthloop.collapse.report import write_report
 
         report_path = write_report(results, ctx.out / "report.html")
-    return CollapseResult(ctx.out, runs, findings, results_path, report_path)
+    return CollapseResult(ctx.out, runs, findings, results_path, report_path,
+                          results.get("audit_prediction"))
 
 
 def _overall(progress: Progress) -> None:
