@@ -8,6 +8,7 @@ import html
 import json
 from typing import TYPE_CHECKING
 
+import plotly.colors as px_colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -17,6 +18,8 @@ from synthloop.monitor.trends import shortfall
 if TYPE_CHECKING:
     from synthloop.monitor import MonitorResult
 
+#: Shortfalls drawn (in warning margins); values outside are drawn at the edge.
+Y_RANGE = (-3.0, 6.0)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")
 
@@ -51,23 +54,32 @@ def _trend_figure(result: MonitorResult) -> go.Figure | None:
     fig = make_subplots(rows=len(props), cols=1, subplot_titles=props, shared_xaxes=True,
                         vertical_spacing=0.25 / len(props))
     scale = result.rules.margin_scale
+    colors = iter(px_colors.qualitative.Dark24 + px_colors.qualitative.Light24)
     for row, p in enumerate(props, start=1):
-        for j, name in enumerate(by_prop[p]):
+        for name in by_prop[p]:
             ms = [_metric(a, name) for a in result.audits]
-            y = [None if m is None else shortfall(m, margin_scale=scale) for m in ms]
+            raw = [None if m is None else shortfall(m, margin_scale=scale) for m in ms]
+            # far-off values (a perplexity 30 margins out) would flatten every other line:
+            # drawn at the panel's edge, their value in the hover text
+            y = [None if v is None else min(max(v, Y_RANGE[0]), Y_RANGE[1]) for v in raw]
             text = [("" if m is None else f"{name}: {fmt(m.value)} (real holdout "
-                     f"{fmt(m.baseline)})") for m in ms]
+                     f"{fmt(m.baseline)}; {fmt(v, 2)} margins"
+                     f"{', off scale' if v is not None and c != v else ''})")
+                    for m, v, c in zip(ms, raw, y, strict=True)]
             fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", text=text,
-                                     hoverinfo="text+x",
-                                     line={"color": PALETTE[j % len(PALETTE)]}),
+                                     hoverinfo="text+x", legendgroup=p,
+                                     legendgrouptitle_text=p,
+                                     line={"color": next(colors, "#667085")}),
                           row=row, col=1)
+        fig.update_yaxes(range=[Y_RANGE[0] - 0.2, Y_RANGE[1] + 0.2], row=row, col=1)
         for level, label, dash in ((0.0, "real holdout", "dash"), (1.0, "warning line",
                                                                    "dot")):
             fig.add_hline(y=level, line_dash=dash, line_color="#667085", row=row, col=1,
                           annotation_text=label, annotation_position="top left")
     fig.update_layout(title="Each metric's shortfall from its real-holdout baseline, in "
                             "warning margins (0 = like real data, above 1 = the audit warns)",
-                      template="plotly_white", height=280 * len(props) + 120)
+                      template="plotly_white", height=280 * len(props) + 120,
+                      legend={"groupclick": "toggleitem"})
     fig.update_xaxes(title_text="generation", row=len(props), col=1)
     return fig
 
