@@ -312,3 +312,28 @@ def test_lab_audit_is_added_on_rerun(lab):
     assert acc["audit"]["properties"]["tails"] > rep["audit"]["properties"]["tails"]
     pred = json.loads((lab / "results.json").read_text())["audit_prediction"]
     assert pred["rows"] == 8 and -1 <= pred["overall"]["rho"] <= 1
+
+
+def test_pipeline_run_folders_are_generations(tiny_model, tmp_path):
+    """``--runs`` takes pipeline run folders in order; their published data (real seeds plus
+    synthetic records, with lineage) is each a generation."""
+    from test_pipeline import SEEDS, _config
+
+    from synthloop.catalog import parse_config
+    from synthloop.pipeline import run_pipeline
+
+    runs = []
+    for i in range(2):
+        cfg, steps = parse_config(_config(tiny_model, seed=i))
+        run_pipeline(cfg, steps, tmp_path / f"run{i}")
+        runs.append(tmp_path / f"run{i}")
+    js = tmp_path / "m.json"
+    r = _cli("--real", str(SEEDS), "--runs", str(runs[0]), "--runs", str(runs[1]),
+             "--no-embeddings", "--ppl-model", "none", "--no-cache", "--json", str(js))
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(js.read_text())
+    assert [g["label"] for g in data["generations"]] == ["gen0", "gen1"]
+    for g in data["generations"]:
+        # accumulate keeps the 60 real seeds beside the synthetic records one hop away
+        assert g["depths"]["0"] == 60 and g["depths"]["1"] == g["records"] - 60
+    assert data["depth"]["share"] == [0.0, 0.0]
