@@ -27,8 +27,8 @@ from synthloop.records.io import TEXT_SUFFIXES, load_texts, read_csv, read_jsonl
 from synthloop.records.schema import MARKING_COLUMNS, PROVENANCE_COLUMNS
 
 __all__ = ["AuditResult", "AuditWarning", "FeatureMemo", "MetricResult", "TableAuditConfig",
-           "TextAuditConfig", "audit", "detect_kind", "load_table", "load_texts", "warning_margin",
-           "warning_threshold", "warnings_for"]
+           "TextAuditConfig", "audit", "detect_kind", "load_table", "load_texts", "resolve_kind",
+           "warning_margin", "warning_threshold", "warnings_for"]
 
 Data = str | Path | Sequence[str] | pd.DataFrame
 
@@ -82,6 +82,20 @@ def detect_kind(path: str | Path, text_field: str = "text") -> str:
             return "table"  # the reader will name the problem
         return "text" if text_field in cols else "table"
     return "table"
+
+
+def resolve_kind(real: Data, kind: str | None = None, text_field: str = "text") -> str:
+    """``kind`` checked (``text`` or ``table``), or inferred from the real data when None:
+    lists of strings and data with a ``text_field`` column are text, other data tables."""
+    if kind is None:
+        if isinstance(real, str | Path):
+            kind = detect_kind(real, text_field)
+        else:
+            kind = "table" if isinstance(real, pd.DataFrame) and text_field not in real.columns \
+                else "text"
+    if kind not in ("text", "table"):
+        raise ConfigError(f"kind must be 'text' or 'table', got '{kind}'", fields=("kind",))
+    return kind
 
 
 def _as_texts(x: Data, text_field: str, name: str) -> tuple[list[str], str]:
@@ -151,14 +165,7 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
         :class:`AuditResult` (scores, per-metric breakdowns, warnings, ``to_html()``,
         ``to_json()``).
     """
-    if kind is None:
-        if isinstance(real, str | Path):
-            kind = detect_kind(real, text_field)
-        else:
-            kind = "table" if isinstance(real, pd.DataFrame) and text_field not in real.columns \
-                else "text"
-    if kind not in ("text", "table"):
-        raise ConfigError(f"kind must be 'text' or 'table', got '{kind}'")
+    kind = resolve_kind(real, kind, text_field)
     cfg_cls = TextAuditConfig if kind == "text" else TableAuditConfig
     if config is None:
         config = cfg_cls(**options)

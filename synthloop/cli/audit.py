@@ -14,6 +14,21 @@ from rich.table import Table
 from synthloop.cli.app import app, console, err_console, user_errors
 from synthloop.progress import StageLines
 
+# The audit's flags, shared by ``synthloop audit`` and ``synthloop monitor``.
+KindOpt = Annotated[str | None, typer.Option(help="text or table [inferred].")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of splits and samples.")]
+TextFieldOpt = Annotated[str, typer.Option(help="Text column of text data.")]
+EmbeddingsOpt = Annotated[bool, typer.Option(help="Text: MiniLM embedding metrics.")]
+PplModelOpt = Annotated[str, typer.Option(
+    help="Text: reference LM for perplexity (smollm2-135m, a folder, or none).")]
+PplDocsOpt = Annotated[int, typer.Option(help="Text: documents scored per side.")]
+TargetOpt = Annotated[str | None, typer.Option(
+    help="Table: column to predict for train-synthetic-test-real utility.")]
+ColumnTypeOpt = Annotated[list[str] | None, typer.Option(
+    help="Table: NAME=TYPE (numerical, datetime, categorical, boolean, id); repeatable.")]
+MarginScaleOpt = Annotated[float, typer.Option(help="Multiply every warning margin by this.")]
+DeviceOpt = Annotated[str, typer.Option(help="Text: cpu or cuda.")]
+
 
 def _print_audit(result) -> None:
     for w in result.warnings:
@@ -47,6 +62,29 @@ def _parse_column_types(items: list[str]) -> dict[str, str]:
     return out
 
 
+def audit_config(kind: str, *, seed: int, text_field: str, embeddings: bool, ppl_model: str,
+                 ppl_docs: int, device: str, target: str | None, column_type: list[str] | None,
+                 benchmark: Path | None = None):
+    """The audit configuration the audit flags describe (``synthloop audit`` and ``synthloop
+    monitor`` take the same ones)."""
+    from synthloop.audit import TableAuditConfig, TextAuditConfig, load_texts
+    from synthloop.errors import ConfigError
+
+    if kind == "text":
+        if target or column_type:
+            raise ConfigError("--target and --column-type apply to table data")
+        return TextAuditConfig(
+            seed=seed, embeddings=embeddings, ppl_docs=ppl_docs, device=device,
+            ppl_model=None if ppl_model.lower() == "none" else ppl_model,
+            benchmark=load_texts(benchmark, text_field=text_field) if benchmark else None)
+    if kind == "table":
+        if benchmark:
+            raise ConfigError("--benchmark applies to text audits")
+        return TableAuditConfig(seed=seed, target=target,
+                                column_types=_parse_column_types(column_type or []))
+    raise ConfigError(f"--kind must be text or table, got '{kind}'")
+
+
 @app.command()
 @user_errors
 def audit(
@@ -55,7 +93,7 @@ def audit(
     synthetic: Annotated[Path, typer.Option(help="Synthetic data, same format.")],
     holdout: Annotated[Path | None, typer.Option(
         help="Real data the generator never saw [split off --real, seeded].")] = None,
-    kind: Annotated[str | None, typer.Option(help="text or table [inferred].")] = None,
+    kind: KindOpt = None,
     out: Annotated[Path | None, typer.Option(help="HTML report to write.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="JSON results to write.")
                          ] = None,
@@ -63,46 +101,29 @@ def audit(
         help="Exit 1 when the overall score (0..1) is below this.")] = None,
     fail_on_warning: Annotated[bool, typer.Option(
         help="Exit 1 when there is any warning.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of splits and samples.")] = 0,
-    text_field: Annotated[str, typer.Option(help="Text column of text data.")] = "text",
-    embeddings: Annotated[bool, typer.Option(help="Text: MiniLM embedding metrics.")] = True,
-    ppl_model: Annotated[str, typer.Option(
-        help="Text: reference LM for perplexity (smollm2-135m, a folder, or none).")
-    ] = "smollm2-135m",
-    ppl_docs: Annotated[int, typer.Option(help="Text: documents scored per side.")] = 200,
+    seed: SeedOpt = 0,
+    text_field: TextFieldOpt = "text",
+    embeddings: EmbeddingsOpt = True,
+    ppl_model: PplModelOpt = "smollm2-135m",
+    ppl_docs: PplDocsOpt = 200,
     benchmark: Annotated[Path | None, typer.Option(
         help="Text: benchmark file to check 13-gram contamination against.")] = None,
-    target: Annotated[str | None, typer.Option(
-        help="Table: column to predict for train-synthetic-test-real utility.")] = None,
-    column_type: Annotated[list[str] | None, typer.Option(
-        help="Table: NAME=TYPE (numerical, datetime, categorical, boolean, id); repeatable.")
-    ] = None,
-    margin_scale: Annotated[float, typer.Option(
-        help="Multiply every warning margin by this.")] = 1.0,
-    device: Annotated[str, typer.Option(help="Text: cpu or cuda.")] = "cpu",
+    target: TargetOpt = None,
+    column_type: ColumnTypeOpt = None,
+    margin_scale: MarginScaleOpt = 1.0,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Audit synthetic data against real data: fidelity, drift, tails, diversity, privacy."""
-    from synthloop.audit import TableAuditConfig, TextAuditConfig, detect_kind, load_texts
     from synthloop.audit import audit as run_audit
+    from synthloop.audit import detect_kind
     from synthloop.errors import ConfigError
 
     if fail_under is not None and not 0 <= fail_under <= 1:
         raise ConfigError(f"--fail-under is a score in [0, 1], got {fail_under}")
     kind = kind or detect_kind(real, text_field)
-    if kind == "text":
-        if target or column_type:
-            raise ConfigError("--target and --column-type apply to table audits")
-        config = TextAuditConfig(
-            seed=seed, embeddings=embeddings, ppl_docs=ppl_docs, device=device,
-            ppl_model=None if ppl_model.lower() == "none" else ppl_model,
-            benchmark=load_texts(benchmark, text_field=text_field) if benchmark else None)
-    elif kind == "table":
-        if benchmark:
-            raise ConfigError("--benchmark applies to text audits")
-        config = TableAuditConfig(seed=seed, target=target,
-                                  column_types=_parse_column_types(column_type or []))
-    else:
-        raise ConfigError(f"--kind must be text or table, got '{kind}'")
+    config = audit_config(kind, seed=seed, text_field=text_field, embeddings=embeddings,
+                          ppl_model=ppl_model, ppl_docs=ppl_docs, device=device, target=target,
+                          column_type=column_type, benchmark=benchmark)
 
     result = run_audit(real, synthetic, holdout, kind=kind, text_field=text_field,
                        config=config, margin_scale=margin_scale,

@@ -14,7 +14,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from synthloop.cli.app import app, console, err_console, user_errors
-from synthloop.cli.audit import _parse_column_types
+from synthloop.cli.audit import (
+    ColumnTypeOpt,
+    DeviceOpt,
+    EmbeddingsOpt,
+    KindOpt,
+    MarginScaleOpt,
+    PplDocsOpt,
+    PplModelOpt,
+    SeedOpt,
+    TargetOpt,
+    TextFieldOpt,
+    audit_config,
+)
 from synthloop.progress import StageLines
 
 
@@ -82,26 +94,20 @@ def monitor(
     depth: Annotated[int, typer.Option(help="Depth counted as deep (lineage).")] = 2,
     max_deep_share: Annotated[float, typer.Option(
         help="Warn when more records than this share are at depth ≥ --depth.")] = 0.5,
-    margin_scale: Annotated[float, typer.Option(
-        help="Multiply every warning margin by this.")] = 1.0,
-    kind: Annotated[str | None, typer.Option(help="text or table [inferred].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of splits and samples.")] = 0,
-    text_field: Annotated[str, typer.Option(help="Text column of text data.")] = "text",
-    embeddings: Annotated[bool, typer.Option(help="Text: MiniLM embedding metrics.")] = True,
-    ppl_model: Annotated[str, typer.Option(
-        help="Text: reference LM for perplexity (smollm2-135m, a folder, or none).")
-    ] = "smollm2-135m",
-    ppl_docs: Annotated[int, typer.Option(help="Text: documents scored per side.")] = 200,
-    target: Annotated[str | None, typer.Option(
-        help="Table: column to predict for train-synthetic-test-real utility.")] = None,
-    column_type: Annotated[list[str] | None, typer.Option(
-        help="Table: NAME=TYPE (numerical, datetime, categorical, boolean, id); repeatable.")
-    ] = None,
-    device: Annotated[str, typer.Option(help="Text: cpu or cuda.")] = "cpu",
+    margin_scale: MarginScaleOpt = 1.0,
+    kind: KindOpt = None,
+    seed: SeedOpt = 0,
+    text_field: TextFieldOpt = "text",
+    embeddings: EmbeddingsOpt = True,
+    ppl_model: PplModelOpt = "smollm2-135m",
+    ppl_docs: PplDocsOpt = 200,
+    target: TargetOpt = None,
+    column_type: ColumnTypeOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Watch generation after generation of your data for collapse: the audit of each one
     against the same real reference, as trends, with warnings that fire on trends."""
-    from synthloop.audit import TableAuditConfig, TextAuditConfig, detect_kind
+    from synthloop.audit import detect_kind
     from synthloop.errors import ConfigError
     from synthloop.monitor import TrendRules, collapse_lab_reference, load_generations
     from synthloop.monitor import monitor as run_monitor
@@ -116,17 +122,9 @@ def monitor(
                               "series, whose real blocks are known)")
         real, holdout = ref[0], holdout or ref[1]
     kind = kind or detect_kind(real, text_field)
-    if kind == "text":
-        if target or column_type:
-            raise ConfigError("--target and --column-type apply to table data")
-        config = TextAuditConfig(seed=seed, embeddings=embeddings, ppl_docs=ppl_docs,
-                                 device=device,
-                                 ppl_model=None if ppl_model.lower() == "none" else ppl_model)
-    elif kind == "table":
-        config = TableAuditConfig(seed=seed, target=target,
-                                  column_types=_parse_column_types(column_type or []))
-    else:
-        raise ConfigError(f"--kind must be text or table, got '{kind}'")
+    config = audit_config(kind, seed=seed, text_field=text_field, embeddings=embeddings,
+                          ppl_model=ppl_model, ppl_docs=ppl_docs, device=device, target=target,
+                          column_type=column_type)
     rules = TrendRules(consecutive=consecutive, horizon=horizon, window=window,
                        min_change=min_change, depth=depth, max_deep_share=max_deep_share,
                        margin_scale=margin_scale)

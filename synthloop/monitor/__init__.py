@@ -27,9 +27,9 @@ from synthloop.audit import (
     TableAuditConfig,
     TextAuditConfig,
     audit,
-    detect_kind,
     load_table,
     load_texts,
+    resolve_kind,
 )
 from synthloop.errors import ConfigError, InputError, SynthloopError
 from synthloop.monitor.inputs import (
@@ -247,14 +247,7 @@ def monitor(real: RealData, generations: Sequence[Any], holdout: RealData | None
     """
     progress = progress or NullProgress()
     rules = rules or TrendRules()
-    if kind is None:
-        if isinstance(real, str | Path):
-            kind = detect_kind(real, text_field)
-        else:
-            kind = "table" if isinstance(real, pd.DataFrame) and text_field not in real.columns \
-                else "text"
-    if kind not in ("text", "table"):
-        raise ConfigError(f"kind must be 'text' or 'table', got '{kind}'", fields=("kind",))
+    kind = resolve_kind(real, kind, text_field)
     cfg_cls = TextAuditConfig if kind == "text" else TableAuditConfig
     config = config if config is not None else cfg_cls()
     if not isinstance(config, cfg_cls):
