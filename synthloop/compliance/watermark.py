@@ -104,25 +104,35 @@ class GreenList:
 
     def score_ids(self, ids: Sequence[int]) -> dict:
         """Detection statistics of one token sequence (the generated text only)."""
+        return self.score_many([ids])
+
+    def score_many(self, sequences: Sequence[Sequence[int]]) -> dict:
+        """Detection statistics of many token sequences pooled: every distinct (context,
+        token) window across all of them is scored once (a corpus-level test, as a check of
+        whether a model's outputs carry a key's watermark needs)."""
         from scipy.stats import binom
 
         w = self.spec.context_width
-        ids = np.asarray(ids, dtype=np.int64)
-        ids = ids[(ids >= 0) & (ids < len(self.token_hash))]
         seen: set[tuple[int, ...]] = set()
-        keep = []
-        for t in range(w, len(ids)):
-            gram = tuple(ids[t - w:t + 1].tolist())
-            if gram not in seen:
-                seen.add(gram)
-                keep.append(t)
-        n = len(keep)
+        n = green = 0
+        for seq in sequences:
+            ids = np.asarray(seq, dtype=np.int64)
+            ids = ids[(ids >= 0) & (ids < len(self.token_hash))]
+            keep = []
+            for t in range(w, len(ids)):
+                gram = tuple(ids[t - w:t + 1].tolist())
+                if gram not in seen:
+                    seen.add(gram)
+                    keep.append(t)
+            if not keep:
+                continue
+            at = np.asarray(keep)
+            windows = np.stack([ids[at - j] for j in range(1, w + 1)], axis=1)
+            cmin = self.token_hash[windows].min(axis=1)
+            green += int(self._green(cmin, ids[at]).sum())
+            n += len(keep)
         if n == 0:
             return {"tokens_scored": 0, "green": 0, "z": 0.0, "p_value": 1.0}
-        keep = np.asarray(keep)
-        windows = np.stack([ids[keep - j] for j in range(1, w + 1)], axis=1)
-        cmin = self.token_hash[windows].min(axis=1)
-        green = int(self._green(cmin, ids[keep]).sum())
         g = self.spec.gamma
         z = (green - g * n) / np.sqrt(n * g * (1 - g))
         return {"tokens_scored": n, "green": green, "z": round(float(z), 4),
