@@ -337,3 +337,36 @@ def test_pipeline_run_folders_are_generations(tiny_model, tmp_path):
         # accumulate keeps the 60 real seeds beside the synthetic records one hop away
         assert g["depths"]["0"] == 60 and g["depths"]["1"] == g["records"] - 60
     assert data["depth"]["share"] == [0.0, 0.0]
+
+
+def test_feature_memo_on_disk_round_trips(paragraphs, tmp_path):
+    """The real side's features written by one memo are read back by another (a later
+    process) and give the same audit, bit for bit."""
+    from synthloop.audit import FeatureMemo
+
+    cfg = TextAuditConfig(embeddings=True, ppl_model=None)
+    real, hold, syn = paragraphs[:120], paragraphs[120:170], paragraphs[170:220]
+    first = FeatureMemo(tmp_path / "features")
+    a = audit(real, syn, hold, config=cfg, memo=first)
+    assert first.misses == 2 and list((tmp_path / "features").glob("*.npz"))
+    second = FeatureMemo(tmp_path / "features")
+    b = audit(real, syn, hold, config=cfg, memo=second)
+    assert second.hits == 2 and second.misses == 0  # real and holdout embeddings from disk
+    assert [m.to_dict() for m in b.metrics] == [m.to_dict() for m in a.metrics]
+    for f in (tmp_path / "features").glob("*.npz"):
+        f.write_bytes(b"damaged")
+    third = FeatureMemo(tmp_path / "features")
+    c = audit(real, syn, hold, config=cfg, memo=third)
+    assert third.misses == 2 and [m.value for m in c.metrics] == [m.value for m in a.metrics]
+
+
+def test_token_stats_survive_the_disk():
+    from synthloop.audit.text import _stats_arrays, _stats_from_arrays
+    from synthloop.detect.scores import TokenStats
+
+    rng = np.random.default_rng(0)
+    stats = [TokenStats(*(rng.normal(size=n) for _ in range(3))) for n in (3, 0, 5)]
+    back = _stats_from_arrays(_stats_arrays(stats))
+    assert [s.n_tokens for s in back] == [3, 0, 5]
+    for s, t in zip(stats, back, strict=True):
+        assert np.array_equal(s.logp, t.logp) and np.array_equal(s.var, t.var)

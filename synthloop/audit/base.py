@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -166,10 +167,16 @@ class FeatureMemo:
     generations) and the real side's embeddings and reference-LM statistics are computed
     once. Owned by the caller; holds what it computed until dropped (for a text audit: the
     real data's embeddings, 1.5 kB per document, and per-token statistics of at most
-    ``ppl_docs`` documents per side)."""
+    ``ppl_docs`` documents per side).
 
-    def __init__(self) -> None:
+    With ``folder``, arrays are also written there (``.npz``, no pickle, atomic) and read
+    back by a later memo on the same folder — another process, another day. Values without
+    an array form (a loaded model) stay in memory only.
+    """
+
+    def __init__(self, folder: str | Path | None = None) -> None:
         self._items: dict[tuple, Any] = {}
+        self.folder = None if folder is None else Path(folder)
         self.hits = 0
         self.misses = 0
 
@@ -185,19 +192,50 @@ class FeatureMemo:
             h.update(b)
         return h.hexdigest()
 
-    def get(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        """The value stored under ``key``, computed (and stored) on first use."""
+    def _file(self, key: tuple) -> Path | None:
+        if self.folder is None:
+            return None
+        import hashlib
+
+        from synthloop import __version__
+
+        name = hashlib.sha256(repr((__version__, key)).encode()).hexdigest()
+        return self.folder / f"{name}.npz"
+
+    def get(self, key: tuple, compute: Callable[[], Any], *,
+            save: Callable[[Any], dict[str, np.ndarray]] | None = None,
+            load: Callable[[dict[str, np.ndarray]], Any] | None = None) -> Any:
+        """The value stored under ``key``, computed (and stored) on first use. ``save`` /
+        ``load`` turn it into named arrays and back, for the folder."""
         if key in self._items:
             self.hits += 1
             return self._items[key]
+        f = self._file(key) if save is not None and load is not None else None
+        if f is not None and f.is_file():
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    value = load({k: z[k] for k in z.files})
+                self.hits += 1
+                self._items[key] = value
+                return value
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged file is recomputed and rewritten
         self.misses += 1
         value = self._items[key] = compute()
+        if f is not None:
+            from synthloop.records.io import atomic_path
+
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **save(value))
         return value
 
 
-def remembered(memo: FeatureMemo | None, key: tuple, compute: Callable[[], Any]) -> Any:
+def remembered(memo: FeatureMemo | None, key: tuple, compute: Callable[[], Any], *,
+               save: Callable[[Any], dict[str, np.ndarray]] | None = None,
+               load: Callable[[dict[str, np.ndarray]], Any] | None = None) -> Any:
     """``compute()``, through ``memo`` when there is one."""
-    return compute() if memo is None else memo.get(key, compute)
+    return compute() if memo is None else memo.get(key, compute, save=save, load=load)
 
 
 def stage_reporter(progress: Progress | None):

@@ -140,6 +140,24 @@ def _doc_stats(lm, texts: Sequence[str], max_tokens: int):
     return token_stats(lm, texts, max_tokens=max_tokens)
 
 
+def _stats_arrays(stats: list) -> dict[str, np.ndarray]:
+    """Per-document token statistics as flat arrays (for :class:`FeatureMemo`'s folder)."""
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(st, name) for st in stats]) if stats else np.zeros(0)
+
+    return {"lengths": np.array([st.n_tokens for st in stats], dtype=np.int64),
+            "logp": cat("logp"), "mean": cat("mean"), "var": cat("var")}
+
+
+def _stats_from_arrays(d: dict[str, np.ndarray]) -> list:
+    from synthloop.detect.scores import TokenStats
+
+    ends = np.cumsum(d["lengths"])
+    starts = ends - d["lengths"]
+    return [TokenStats(d["logp"][a:b], d["mean"][a:b], d["var"][a:b])
+            for a, b in zip(starts, ends, strict=True)]
+
+
 def _ai_share_metric(stats: dict, real_stats: list, model: str,
                      max_tokens: int) -> MetricResult | None:
     """Estimated AI-generated share of the scored synthetic and real-holdout documents
@@ -289,9 +307,12 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
         say(f"perplexity under {cfg.ppl_model}")
         from synthloop.models.registry import load_lm
 
-        lm_key = (cfg.ppl_model, cfg.device, cfg.ppl_max_tokens)
+        lm_key: tuple = (cfg.ppl_model, cfg.device, cfg.ppl_max_tokens)
         lm = remembered(memo, ("lm", *lm_key), lambda: load_lm(cfg.ppl_model,
                                                                device=cfg.device))
+        if memo is not None and memo.folder is not None and cfg.ppl_model != "smollm2-135m":
+            # a model folder may change under its name: features on disk name its weights
+            lm_key = (*lm_key, remembered(memo, ("lm_sha", *lm_key), lm.weights_sha256))
 
         def doc_stats(side: str, docs: list[str]):
             def compute():
@@ -299,7 +320,7 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
             if side == "synthetic":
                 return compute()
             return remembered(memo, ("token_stats", *lm_key, FeatureMemo.texts_key(docs)),
-                              compute)
+                              compute, save=_stats_arrays, load=_stats_from_arrays)
         p_rng = np.random.default_rng(cfg.seed + 3)
         k_ = min(cfg.ppl_docs, n)
         pidx = _sample(n, k_, p_rng)
@@ -377,7 +398,8 @@ def audit_text(real: Sequence[str], synthetic: Sequence[str],
             if side == "synthetic":
                 return compute()
             return remembered(memo, ("minilm", cfg.device, FeatureMemo.texts_key(docs)),
-                              compute)
+                              compute, save=lambda a: {"embeddings": a},
+                              load=lambda d: d["embeddings"])
 
         e_real = embed("real", real)
         e = {k: embed(k, t) for k, t in sides.items()}

@@ -259,7 +259,9 @@ def monitor(real: RealData, generations: Sequence[Any], holdout: RealData | None
     real_sha, hold_sha = content_sha256(r), (None if h is None else content_sha256(h))
     cache_dir = Path(cache) if cache is not None else None
     hits = misses = 0
-    memo = FeatureMemo()  # the real side's features, computed once for every generation
+    # the real side's features, computed once for every generation (and, with a cache,
+    # once for every later call on the same real data)
+    memo = FeatureMemo(None if cache_dir is None else cache_dir / "features")
     audits = []
     for i, g in enumerate(gens):
         path = None if cache_dir is None else cache_dir / (
