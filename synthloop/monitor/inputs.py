@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthloop.audit import FeatureMemo
 from synthloop.errors import InputError
 from synthloop.records.io import (
     TEXT_SUFFIXES,
@@ -61,20 +62,17 @@ class Generation:
 
 
 def content_sha256(data: list[str] | pd.DataFrame) -> str:
-    """sha256 of a list of texts or a DataFrame's columns, dtypes and values."""
-    h = hashlib.sha256()
+    """sha256 of a list of texts (:meth:`FeatureMemo.texts_key`) or of a DataFrame's
+    columns, dtypes and values."""
     if isinstance(data, pd.DataFrame):
+        h = hashlib.sha256()
         h.update(repr([(str(c), str(t)) for c, t in data.dtypes.items()]).encode())
         try:
             h.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
         except TypeError:  # unhashable cells (lists): their text
             h.update(data.to_csv(index=False).encode("utf-8", "surrogatepass"))
-    else:
-        for t in data:
-            b = t.encode("utf-8", "surrogatepass")
-            h.update(len(b).to_bytes(8, "little"))
-            h.update(b)
-    return h.hexdigest()
+        return h.hexdigest()
+    return FeatureMemo.texts_key(data)
 
 
 def _collapse_series(p: Path) -> list[Path] | None:
