@@ -44,6 +44,15 @@ def html_table(rows: list[dict], columns: list[tuple[str, str]], *,
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def warning_boxes(items: list[tuple[str, str]], none_text: str) -> str:
+    """The warnings section's boxes: ``(level, inner HTML)`` each (``critical`` in red, any
+    other level in amber), or one green box saying ``none_text`` when there are none."""
+    if not items:
+        return f"<div class='none'>{html.escape(none_text)}</div>"
+    return "\n".join(f"<div class='{'crit' if level == 'critical' else 'warn'}'><b>"
+                     f"{html.escape(level)}</b> · {inner}</div>" for level, inner in items)
+
+
 def page(title: str, body: str) -> str:
     """A complete HTML document around ``body``."""
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

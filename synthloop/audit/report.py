@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from synthloop.htmlpage import fmt, html_table, page
+from synthloop.htmlpage import fmt, html_table, page, warning_boxes
 
 if TYPE_CHECKING:  # the result calls render(); the report only reads it
     from synthloop.audit.result import AuditResult
@@ -134,16 +134,9 @@ def _table_figures(result: AuditResult) -> list[tuple[str, go.Figure]]:
 
 def render(result: AuditResult) -> str:
     """The whole report as one HTML string."""
-    parts = []
-    if result.warnings:
-        parts.append("<h2>Warnings</h2>")
-        for w in result.warnings:
-            cls = "crit" if w.level == "critical" else "warn"
-            parts.append(f"<div class='{cls}'><b>{html.escape(w.level)}</b> · "
-                         f"{html.escape(w.message)}</div>")
-    else:
-        parts.append("<h2>Warnings</h2><div class='none'>No warnings: every metric is within "
-                     "its margin of what real held-out data scores.</div>")
+    parts = ["<h2>Warnings</h2>", warning_boxes(
+        [(w.level, html.escape(w.message)) for w in result.warnings],
+        "No warnings: every metric is within its margin of what real held-out data scores.")]
     score = result.score
     parts.append(f"<h2>Overall</h2><p><span class='grade'>{result.grade}</span> score "
                  f"{fmt(score)} (mean of property scores; 1 = scores like real held-out data)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,24 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from synthloop.audit.base import AuditWarning, MetricResult, _json_float, grade
+from synthloop.audit.base import AuditWarning, MetricResult, grade
 from synthloop.audit.warnings import warnings_for
-from synthloop.records.io import write_text_atomic
+from synthloop.records.io import json_text, jsonable, write_text_atomic
 
 PROPERTY_ORDER = ("fidelity", "tails", "diversity", "quality", "detection", "utility",
                   "privacy", "contamination", "provenance")
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float):
-        return _json_float(x)
-    return x
 
 
 @dataclass
@@ -81,7 +68,7 @@ class AuditResult:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({
+        return jsonable({
             "kind": self.kind, "score": self.score, "grade": self.grade,
             "properties": self.properties,
             "warnings": [w.to_dict() for w in self.warnings],
@@ -103,7 +90,7 @@ class AuditResult:
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON with every number of the report (plot series excluded); written atomically
         to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        text = json_text(self.to_dict(), indent=2)
         if path is not None:
             write_text_atomic(text, path)
         return text

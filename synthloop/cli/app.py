@@ -33,3 +33,14 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def write_outputs(result: Any, out: Any, json_path: Any) -> None:
+    """Write ``result``'s HTML report to ``out`` and its JSON to ``json_path`` (each when
+    given) and say where."""
+    if out:
+        result.to_html(out)
+        console.print(f"report: {out}")
+    if json_path:
+        result.to_json(json_path)
+        console.print(f"json:   {json_path}")

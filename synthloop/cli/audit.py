@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from synthloop.cli.app import app, console, err_console, user_errors
+from synthloop.cli.app import app, console, err_console, user_errors, write_outputs
 from synthloop.progress import StageLines
 
 # The audit's flags, shared by ``synthloop audit`` and ``synthloop monitor``.
@@ -129,12 +129,7 @@ def audit(
                        config=config, margin_scale=margin_scale,
                        progress=StageLines(err_console))
     _print_audit(result)
-    if out:
-        result.to_html(out)
-        console.print(f"report: {out}")
-    if json_path:
-        result.to_json(json_path)
-        console.print(f"json:   {json_path}")
+    write_outputs(result, out, json_path)
     if fail_under is not None and (result.score is None or result.score < fail_under):
         err_console.print(f"[bold red]fail:[/] score {result.score} is below --fail-under "
                           f"{fail_under}", highlight=False)

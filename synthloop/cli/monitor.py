@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from synthloop.cli.app import app, console, err_console, user_errors
+from synthloop.cli.app import app, console, err_console, user_errors, write_outputs
 from synthloop.cli.audit import (
     ColumnTypeOpt,
     DeviceOpt,
@@ -134,12 +134,7 @@ def monitor(
                          rules=rules, cache=None if no_cache else cache,
                          progress=StageLines(err_console))
     _print_monitor(result)
-    if out:
-        result.to_html(out)
-        console.print(f"report: {out}")
-    if json_path:
-        result.to_json(json_path)
-        console.print(f"json:   {json_path}")
+    write_outputs(result, out, json_path)
     if fail_on_warning and result.warnings:
         err_console.print(f"[bold red]fail:[/] {len(result.warnings)} warning(s)")
         raise typer.Exit(1)

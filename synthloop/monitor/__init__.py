@@ -42,7 +42,7 @@ from synthloop.monitor.inputs import (
 )
 from synthloop.monitor.trends import TrendRules, TrendWarning, deep_shares, trend_warnings
 from synthloop.progress import NullProgress, Progress
-from synthloop.records.io import write_text_atomic
+from synthloop.records.io import json_text, jsonable, write_text_atomic
 
 __all__ = ["Generation", "MonitorResult", "TrendRules", "TrendWarning",
            "collapse_lab_reference", "load_generations", "monitor"]
@@ -116,7 +116,7 @@ class MonitorResult:
                          {str(k): v for k, v in g.depths.items()},
                          "score": a.score, "grade": a.grade, "properties": a.properties,
                          "warnings": [w.to_dict() for w in a.warnings]})
-        return _clean({
+        return jsonable({
             "kind": self.kind, "generations": gens, "metrics": metrics,
             "depth": None if self.depth_shares is None else
             {"depth": self.rules.depth, "share": self.depth_shares},
@@ -127,7 +127,7 @@ class MonitorResult:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON of every number (written atomically to ``path`` when given)."""
-        text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        text = json_text(self.to_dict(), indent=1)
         if path is not None:
             write_text_atomic(text, path)
         return text
@@ -140,21 +140,6 @@ class MonitorResult:
         if path is not None:
             write_text_atomic(html, path)
         return html
-
-
-def _clean(x: Any) -> Any:
-    import math
-
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, float):
-        if math.isnan(x):
-            return None
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-    return x
 
 
 def _config_dict(config: TextAuditConfig | TableAuditConfig) -> dict[str, Any]:

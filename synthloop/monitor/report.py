@@ -12,7 +12,7 @@ import plotly.colors as px_colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from synthloop.htmlpage import fmt, html_table, page
+from synthloop.htmlpage import fmt, html_table, page, warning_boxes
 from synthloop.monitor.trends import shortfall
 
 if TYPE_CHECKING:
@@ -106,15 +106,11 @@ def _metric(audit, name):
 
 def render(result: MonitorResult) -> str:
     """The whole report as one HTML string."""
-    parts = ["<h2>Warnings</h2>"]
-    if result.warnings:
-        for w in result.warnings:
-            cls = "crit" if w.level == "critical" else "warn"
-            parts.append(f"<div class='{cls}'><b>{html.escape(w.level)}</b> · "
-                         f"<code>{html.escape(w.rule)}</code> · {html.escape(w.message)}</div>")
-    else:
-        parts.append("<div class='none'>No warnings: no metric is past its margin in the "
-                     "latest generation, and no trend points there.</div>")
+    parts = ["<h2>Warnings</h2>", warning_boxes(
+        [(w.level, f"<code>{html.escape(w.rule)}</code> · {html.escape(w.message)}")
+         for w in result.warnings],
+        "No warnings: no metric is past its margin in the latest generation, and no trend "
+        "points there.")]
     rows = []
     for i, (g, a) in enumerate(zip(result.generations, result.audits, strict=True)):
         row = {"generation": g.label, "records": g.records, "score": a.score,

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -456,6 +459,28 @@ def write_records(table: pa.Table, path: str | Path) -> Path:
     if suffix in (".jsonl", ".ndjson"):
         return write_jsonl(table, path)
     raise InputError(f"{path}: cannot write format '{suffix}' (use .parquet or .jsonl)")
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with what JSON cannot hold made plain: numpy scalars as Python numbers, NaN as
+    None, ±inf as ``"inf"``/``"-inf"``, tuples as lists, keys as strings (recursively)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float):
+        if math.isnan(x):
+            return None
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+    return x
+
+
+def json_text(obj: Any, *, indent: int = 2) -> str:
+    """Strict JSON of :func:`jsonable` ``obj`` (UTF-8 kept, no NaN), newline-terminated."""
+    return json.dumps(jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
