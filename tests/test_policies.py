@@ -4,8 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from synthloop.collapse.experiment import _select
-from synthloop.curate.policies import mix, parse_policies, parse_policy
+from synthloop.curate.policies import mix, parse_policies, parse_policy, select
 from synthloop.errors import ConfigError
 from synthloop.records import Generator, text_records
 from synthloop.records.lineage import lineage_summary
@@ -95,14 +94,14 @@ def test_mix_is_seeded():
 def test_filter_drops_highest_perplexity_with_reasons():
     policy = parse_policy("filter:ppl-top:0.2")
     cands = _synth(1, policy.n_candidates(N))  # gen0_ppl = 0, 1, 2, ...
-    kept, rejected = _select(policy, cands, N)
+    kept, rejected = select(policy, cands, N)
     assert kept.num_rows == N and rejected.num_rows == cands.num_rows - N
     assert max(kept.column("gen0_ppl").to_pylist()) < min(rejected.column("gen0_ppl")
                                                            .to_pylist())
     reasons = rejected.column("drop_reason").to_pylist()
     assert all(r.startswith("filter:ppl-top:0.2: gen0_ppl") for r in reasons)
     bottom = parse_policy("filter:ppl-bottom:0.2")
-    kept_b, _ = _select(bottom, cands, N)
+    kept_b, _ = select(bottom, cands, N)
     assert min(kept_b.column("gen0_ppl").to_pylist()) == cands.num_rows - N
 
 

@@ -14,6 +14,12 @@ from rich.table import Table
 from synthloop.cli.app import app, console, user_errors
 
 
+def _print_findings(findings: list[dict]) -> None:
+    for f in findings:
+        mark = {True: "[green]✔[/]", False: "[red]✘[/]", None: "–"}[f["holds"]]
+        console.print(f"{mark} {f['expectation']}: {f['detail']}", highlight=False)
+
+
 def _print_summary(result) -> None:
     table = Table(title="held-out real perplexity by policy (mean over seeds)")
     table.add_column("policy", no_wrap=True)
@@ -24,9 +30,7 @@ def _print_summary(result) -> None:
                       f"{s['test_ppl_change']:+.1f}", f"{s['test_ppl_spread']:.1f}",
                       f"{s['tail_retention_gen0']:.3f}", f"{s['tail_retention_last']:.3f}")
     console.print(table)
-    for f in result.findings:
-        mark = {True: "[green]✔[/]", False: "[red]✘[/]", None: "–"}[f["holds"]]
-        console.print(f"{mark} {f['expectation']}: {f['detail']}", highlight=False)
+    _print_findings(result.findings)
     pred = result.audit_prediction
     if pred and pred.get("overall"):
         o = pred["overall"]
@@ -149,3 +153,69 @@ def demo(
                   f"({cfg.seeds} seeds × {cfg.generations} generations × "
                   f"{len(cfg.policies.split(','))} policies)")
     _run_collapse(cfg)
+
+
+@app.command("collapse-verified")
+@user_errors
+def collapse_verified(
+    out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
+    task: Annotated[str, typer.Option(help="Task with checkable answers: arithmetic.")
+                    ] = "arithmetic",
+    digits: Annotated[int, typer.Option(help="Digits per operand (arithmetic).")] = 2,
+    train_problems: Annotated[int, typer.Option(help="Real train problems (answered "
+                                                     "correctly).")] = 1000,
+    test_problems: Annotated[int, typer.Option(help="Held-out test problems.")] = 500,
+    model: Annotated[str, typer.Option(help="From-scratch size: tiny, small, gpt-30m, "
+                                            "gpt-125m.")] = "tiny",
+    generations: Annotated[int, typer.Option(help="Model generations, counting generation 0 "
+                                                  "(trained on real data).")] = 5,
+    policies: Annotated[str | None, typer.Option(
+        help="Comma-separated policies [replace, accumulate, filter:verified:0.5, "
+             "filter:verified@0.5:0.5 (a verifier that accepts half the wrong answers), "
+             "filter:self-confidence:0.5].")] = None,
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0..S-1).")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    split_seed: Annotated[int, typer.Option(help="Seed of the problem split.")] = 0,
+    epochs: Annotated[float | None, typer.Option(help="Training passes [60].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Records per step [64].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [3e-3].")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        help="Sampling temperature of the generated answers [1.5].")] = None,
+    keep_models: Annotated[bool, typer.Option(help="Save every generation's weights.")] = False,
+) -> None:
+    """Verified synthetic data: the recursive-training loop on a task a program can check,
+    with verifier, imperfect-verifier and self-confidence filters against replace and
+    accumulate."""
+    from synthloop.collapse.verified import TaskCollapseConfig, run_task_collapse, task_units
+    from synthloop.progress import LogProgress, RichProgress
+
+    base = TaskCollapseConfig.model_fields
+    train = base["train"].default.replace(**{k: v for k, v in {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr}.items() if v is not None})
+    decoding = base["decoding"].default
+    if temperature is not None:
+        decoding = decoding.replace(temperature=temperature)
+    extra = {"policies": policies} if policies is not None else {}
+    cfg = TaskCollapseConfig(out=str(out), task=task, digits=digits,
+                             train_problems=train_problems, test_problems=test_problems,
+                             model=model, generations=generations, seeds=seeds, device=device,
+                             split_seed=split_seed, train=train, decoding=decoding,
+                             keep_models=keep_models, **extra)
+    if not console.is_terminal:
+        result = run_task_collapse(cfg, progress=LogProgress())
+    else:
+        with RichProgress(task_units(cfg), "models trained") as progress:
+            result = run_task_collapse(cfg, progress=progress)
+    table = Table(title="task accuracy on held-out real problems (mean over seeds)")
+    table.add_column("policy", no_wrap=True)
+    for col in ("gen 0", "last gen", "change", "seed spread"):
+        table.add_column(col, justify="right")
+    for s in result.summary_rows():
+        table.add_row(s["policy"], f"{s['task_accuracy_gen0']:.3f}",
+                      f"{s['task_accuracy_last']:.3f}", f"{s['task_accuracy_change']:+.3f}",
+                      f"{s['task_accuracy_spread']:.3f}")
+    console.print(table)
+    _print_findings(result.findings)
+    console.print(f"results: {result.results_path}")
+    if result.report_path:
+        console.print(f"report:  {result.report_path}")

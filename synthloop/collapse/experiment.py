@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from synthloop import __version__
@@ -46,7 +45,7 @@ from synthloop.collapse.metrics import (
     word_counts,
 )
 from synthloop.configs import Config
-from synthloop.curate.policies import DataPolicy, mix, parse_policies
+from synthloop.curate.policies import DataPolicy, mix, parse_policies, select
 from synthloop.errors import ConfigError, InputError
 from synthloop.models.lm import LanguageModel, TinyLM, resolve_device
 from synthloop.models.params import GenParams, TrainParams
@@ -67,7 +66,20 @@ from synthloop.seeds import derive_seed31
 PPL_BINS = log_bins(1.0, 1e4, 48)
 
 
-class CollapseConfig(Config):
+class RunConfig(Config):
+    """What every recursive-training run folder shares: a fingerprint of the fields that
+    define its results, so a rerun resumes only the same run."""
+
+    # Fields that may change between a run and its resumption: they only add work.
+    GROWABLE: ClassVar[tuple[str, ...]] = ("generations", "policies", "seeds", "device",
+                                          "keep_models", "out")
+
+    def fingerprint(self) -> str:
+        d = {k: v for k, v in self.to_dict().items() if k not in self.GROWABLE}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class CollapseConfig(RunConfig):
     """Everything that defines a collapse-lab run.
 
     Attributes:
@@ -145,13 +157,7 @@ class CollapseConfig(Config):
         d.update(decoding or {})
         return cls(corpus=corpus, out=out, model=model, train=t, decoding=d, **fields_)
 
-    # Fields that may change between a run and its resumption: they only add work.
-    GROWABLE: ClassVar[tuple[str, ...]] = ("generations", "policies", "seeds", "device",
-                                          "keep_models", "out", "audit")
-
-    def fingerprint(self) -> str:
-        d = {k: v for k, v in self.to_dict().items() if k not in self.GROWABLE}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    GROWABLE: ClassVar[tuple[str, ...]] = RunConfig.GROWABLE + ("audit",)
 
 
 @dataclass
@@ -170,17 +176,18 @@ class _Context:
     memo: FeatureMemo = field(default_factory=FeatureMemo)
 
 
-def _check_config(cfg: CollapseConfig, out: Path) -> None:
+def check_run_config(cfg: RunConfig, out: Path) -> None:
+    """Refuse a folder that holds a different run; then (re)write its ``config.json``."""
     path = out / "config.json"
     if path.exists():
         try:
-            old = CollapseConfig.from_dict(json.loads(path.read_text())["config"], str(path))
+            old = type(cfg).from_dict(json.loads(path.read_text())["config"], str(path))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ConfigError(f"{path}: unreadable run config ({e}); use a new output folder") \
                 from None
         if old.fingerprint() != cfg.fingerprint():
             new, prev = cfg.to_dict(), old.to_dict()
-            diff = [k for k in new if k not in CollapseConfig.GROWABLE and new[k] != prev[k]]
+            diff = [k for k in new if k not in cfg.GROWABLE and new[k] != prev[k]]
             name = diff[0] if diff else "?"
             raise ConfigError(f"{out}: holds a run with a different '{name}' "
                               f"({prev.get(name)!r}, now {new.get(name)!r}); "
@@ -231,7 +238,7 @@ def _base_model(cfg: CollapseConfig, out: Path, docs: list[tuple[str, str]]) -> 
 def _prepare(cfg: CollapseConfig, progress: Progress) -> _Context:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_config(cfg, out)
+    check_run_config(cfg, out)
     docs = load_corpus(cfg.corpus, cfg.pattern)
     progress.log(f"corpus: {len(docs)} files, {sum(len(t) for _, t in docs):,} characters")
     base = _base_model(cfg, out, docs)
@@ -257,15 +264,22 @@ def _prepare(cfg: CollapseConfig, progress: Progress) -> _Context:
                     progress=progress)
 
 
-def _train(ctx: _Context, table: pa.Table, seed: int, label: str) -> tuple[LanguageModel, dict]:
-    cfg = ctx.cfg
-    model = ctx.base.fresh(derive_seed31(seed, "init"))
+def fit(base: LanguageModel, table: pa.Table, params: TrainParams, seed: int, label: str,
+        progress: Progress) -> tuple[LanguageModel, dict]:
+    """A fresh copy of ``base`` (initialised by ``seed``) trained on ``table``'s texts, and
+    its training stats: seconds, optimiser steps, final loss (mean of the last 10% of steps,
+    nats/token). The data order is seeded by ``seed`` and ``label``."""
+    model = base.fresh(derive_seed31(seed, "init"))
     ids = model.encode(table.column("text").to_pylist())
     t0 = time.perf_counter()
-    losses = model.train(ids, train_params(cfg), seed=derive_seed31(seed, label, "order"),
-                         progress=ctx.progress, stage=f"{label}: train")
+    losses = model.train(ids, params, seed=derive_seed31(seed, label, "order"),
+                         progress=progress, stage=f"{label}: train")
     return model, {"train_seconds": time.perf_counter() - t0, "train_steps": len(losses),
                    "train_loss_final": float(np.mean(losses[-max(1, len(losses) // 10):]))}
+
+
+def _train(ctx: _Context, table: pa.Table, seed: int, label: str) -> tuple[LanguageModel, dict]:
+    return fit(ctx.base, table, train_params(ctx.cfg), seed, label, ctx.progress)
 
 
 def _test_ppl(ctx: _Context, model: LanguageModel) -> dict:
@@ -298,21 +312,6 @@ def _generate(ctx: _Context, model: LanguageModel, n_cand: int, seed: int, k: in
                          parents=[[parent_ids[i]] for i in rows], run_id=run_id,
                          extra={"gen0_ppl": ppl.tolist()})
     return table, {"generate_seconds": gen_s, "score_seconds": time.perf_counter() - t0}
-
-
-def _select(policy: DataPolicy, cands: pa.Table, n: int) -> tuple[pa.Table, pa.Table | None]:
-    """The policy's synthetic set from candidates: the first ``n``, or a filter's choice
-    (with the rejected records and their ``drop_reason``)."""
-    if policy.kind != "filter":
-        return cands.slice(0, n), None
-    pool = cands.slice(0, policy.n_candidates(n))
-    res = policy.filter_fn()(pool, n)
-    keep = pa.array(res.keep)
-    rejected = pool.filter(pc.invert(keep))
-    reasons = [f"{policy.spec}: {r}" for r, k in zip(res.reasons, res.keep, strict=True)
-               if not k]
-    rejected = rejected.append_column("drop_reason", pa.array(reasons, pa.string()))
-    return pool.filter(keep), rejected
 
 
 def _metrics(ctx: _Context, texts: list[str], ppl: np.ndarray) -> dict:
@@ -377,7 +376,7 @@ def _policy_gen0(ctx: _Context, policy: DataPolicy, seed: int, row0: dict) -> No
     if (d / "metrics.json").exists():
         return
     cands = read_parquet(ctx.out / "runs" / "_gen0" / f"seed{seed}" / "candidates.parquet")
-    kept, rejected = _select(policy, cands, ctx.real_train.num_rows)
+    kept, rejected = select(policy, cands, ctx.real_train.num_rows)
     write_parquet(kept, d / "synthetic.parquet")
     if rejected is not None:
         write_parquet(rejected, d / "rejected.parquet")
@@ -440,7 +439,7 @@ def _step(ctx: _Context, policy: DataPolicy, seed: int, k: int, scorer: Language
     first = cands.slice(0, n)
     row.update(_metrics(ctx, first.column("text").to_pylist(),
                         np.asarray(first.column("gen0_ppl").to_pylist())))
-    kept, rejected = _select(policy, cands, n)
+    kept, rejected = select(policy, cands, n)
     write_parquet(kept, d / "synthetic.parquet")
     if rejected is not None:
         write_parquet(rejected, d / "rejected.parquet")

@@ -119,7 +119,7 @@ def log_bins(lo: float, hi: float, n: int) -> np.ndarray:
 
 def summarise(runs: list[dict], metric: str = "test_ppl") -> list[dict]:
     """Per policy: the metric at generation 0 and at the last generation (mean and spread
-    over seeds), and the tail retention at both."""
+    over seeds), and the tail retention at both (for runs on text)."""
     out = []
     for policy in dict.fromkeys(r["policy"] for r in runs):
         rows = [r for r in runs if r["policy"] == policy]
@@ -134,9 +134,10 @@ def summarise(runs: list[dict], metric: str = "test_ppl") -> list[dict]:
             f"{metric}_gen0": float(first_v.mean()), f"{metric}_last": float(last_v.mean()),
             f"{metric}_change": float(last_v.mean() - first_v.mean()),
             f"{metric}_spread": float(_spread(first_v) + _spread(last_v)),
-            "tail_retention_gen0": float(at(0, "tail_retention").mean()),
-            "tail_retention_last": float(at(last, "tail_retention").mean()),
         })
+        if all("tail_retention" in r for r in rows):
+            out[-1]["tail_retention_gen0"] = float(at(0, "tail_retention").mean())
+            out[-1]["tail_retention_last"] = float(at(last, "tail_retention").mean())
     return out
 
 

@@ -22,6 +22,13 @@ PANELS = (
     ("sample_ppl.p50", "Median gen-0 perplexity of generated samples", "closer to real"),
     ("novel_word_fraction", "Invented-word share of generated text", "lower is better"),
 )
+#: The verified-data lab's panels (:mod:`synthloop.collapse.verified`).
+TASK_PANELS = (
+    ("task_accuracy", "Task accuracy on held-out real problems (greedy)", "higher is better"),
+    ("test_ppl", "Perplexity of held-out real records", "lower is better"),
+    ("sample_accuracy", "Accuracy of the generation's sampled answers", "higher is better"),
+    ("train_correct_share", "Correct share of the data it trained on", "higher is better"),
+)
 COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 
 
@@ -49,13 +56,18 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def metrics_figure(results: dict) -> go.Figure:
+def metrics_figure(results: dict, panels: tuple[tuple[str, str, str], ...] = PANELS
+                   ) -> go.Figure:
+    """One panel per ``(results key, title, direction)``, a line per policy (mean over seeds)
+    with a min–max band."""
     runs = results["runs"]
     policies = list(dict.fromkeys(r["policy"] for r in runs))
-    fig = make_subplots(rows=3, cols=2, subplot_titles=[f"{t} — {b}" for _, t, b in PANELS],
-                        vertical_spacing=0.09, horizontal_spacing=0.08)
+    n_rows = (len(panels) + 1) // 2
+    fig = make_subplots(rows=n_rows, cols=2,
+                        subplot_titles=[f"{t} — {b}" for _, t, b in panels],
+                        vertical_spacing=0.27 / n_rows, horizontal_spacing=0.08)
     base = results.get("baseline", {}).get("real_test", {})
-    for i, (key, _, _) in enumerate(PANELS):
+    for i, (key, _, _) in enumerate(panels):
         r, c = divmod(i, 2)
         for j, policy in enumerate(policies):
             color = COLORS[j % len(COLORS)]
@@ -74,7 +86,7 @@ def metrics_figure(results: dict) -> go.Figure:
                           col=c + 1, annotation_text="real held-out",
                           annotation_position="bottom right")
         fig.update_xaxes(title_text="generation", dtick=1, row=r + 1, col=c + 1)
-    fig.update_layout(height=1050, template="plotly_white",
+    fig.update_layout(height=350 * n_rows, template="plotly_white",
                       legend={"orientation": "h", "y": 1.06},
                       margin={"t": 90, "l": 50, "r": 20, "b": 40})
     return fig
@@ -120,13 +132,6 @@ def render_report(results: dict) -> str:
     """The report as one HTML string."""
 
     cfg = results["config"]
-    findings = results.get("findings", [])
-    items = []
-    for f in findings:
-        mark = {True: "✔", False: "✘", None: "–"}[f["holds"]]
-        cls = {True: "ok", False: "bad", None: ""}[f["holds"]]
-        items.append(f"<li class='{cls}'>{mark} {html.escape(f['expectation'])}: "
-                     f"{html.escape(f['detail'])}</li>")
     summary = summarise(results["runs"]) if results["runs"] else []
     table = html_table(summary, [("policy", "policy"), ("test_ppl_gen0", "test ppl gen 0"),
                              ("test_ppl_last", "test ppl last"),
@@ -143,7 +148,7 @@ def render_report(results: dict) -> str:
             f"{results['wall_seconds']:.0f} s")
     return page("synthloop collapse lab", f"""<h1>Collapse lab</h1>
 <p>{meta}</p>
-<h2>Findings</h2><ul>{''.join(items) or '<li>none yet</li>'}</ul>
+<h2>Findings</h2>{_findings_list(results.get("findings", []))}
 <h2>Summary</h2>{table}
 <h2>Metrics per generation</h2>
 <p>Lines are the mean over seeds; bands span min–max over seeds. Dotted lines: the same metric
@@ -161,3 +166,50 @@ perplexity.</p>
 def write_report(results: dict, path: str | Path) -> Path:
     """Write the HTML report atomically; returns its path."""
     return write_text_atomic(render_report(results), path)
+
+
+def _findings_list(findings: list[dict]) -> str:
+    items = []
+    for f in findings:
+        mark = {True: "✔", False: "✘", None: "–"}[f["holds"]]
+        cls = {True: "ok", False: "bad", None: ""}[f["holds"]]
+        items.append(f"<li class='{cls}'>{mark} {html.escape(f['expectation'])}: "
+                     f"{html.escape(f['detail'])}</li>")
+    return f"<ul>{''.join(items) or '<li>none yet</li>'}</ul>"
+
+
+def render_task_report(results: dict) -> str:
+    """The verified-data lab's report as one HTML string."""
+    cfg, task = results["config"], results["task"]
+    runs = [r for r in results["runs"] if "stopped" not in r]
+    summary = summarise(runs, "task_accuracy") if runs else []
+    table = html_table(summary, [("policy", "policy"),
+                                 ("task_accuracy_gen0", "accuracy gen 0"),
+                                 ("task_accuracy_last", "accuracy last"),
+                                 ("task_accuracy_change", "change"),
+                                 ("task_accuracy_spread", "seed spread")])
+    fig = metrics_figure({**results, "runs": runs}, TASK_PANELS).to_html(
+        full_html=False, include_plotlyjs=True)
+    meta = (f"task <code>{html.escape(task['name'])}</code> ({task['digits']}-digit addition, "
+            f"e.g. <code>{html.escape(task['example'])}</code>) · model "
+            f"<code>{html.escape(cfg['model'])}</code> ({results['model']['parameters']:,} "
+            f"parameters) · {results['data']['train_records']} train / "
+            f"{results['data']['test_records']} test problems · {cfg['seeds']} seed(s) · "
+            f"{results['wall_seconds']:.0f} s")
+    return page("synthloop verified-data lab", f"""<h1>Verified synthetic data</h1>
+<p>{meta}</p>
+<p>Each generation answers fresh problems by sampling; <code>filter:verified</code> keeps the
+answers a program proves correct, <code>filter:verified@f</code> is a verifier that also lets
+through a share <i>f</i> of the wrong ones, <code>filter:self-confidence</code> keeps the
+answers the model itself was surest of.</p>
+<h2>Findings</h2>{_findings_list(results.get("findings", []))}
+<h2>Summary</h2>{table}
+<h2>Metrics per generation</h2>
+<p>Lines are the mean over seeds; bands span min–max over seeds.</p>
+{fig}
+""")
+
+
+def write_task_report(results: dict, path: str | Path) -> Path:
+    """Write the verified-data report atomically; returns its path."""
+    return write_text_atomic(render_task_report(results), path)

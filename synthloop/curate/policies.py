@@ -26,18 +26,32 @@ the same data in both: ``keep-real`` and ``real-share`` are one implementation e
                                   fraction ``q``; oversampled so the kept size equals the real
                                   set's. ``NAME`` is a registered filter (``ppl-top``: drop the
                                   highest generation-0 perplexity; ``ppl-bottom``: drop the
-                                  lowest)
+                                  lowest; ``self-confidence``: drop the answers the generating
+                                  model was least sure of; ``verified``: keep only what an
+                                  independent verifier accepts — see below)
+================================  ===========================================================
+
+``filter:verified:q`` draws ``n/(1 − q)`` candidates and keeps the first ``n`` whose
+``verified`` column (a program's verdict: is the answer correct?) is true; when fewer pass, the
+set is smaller (Feng et al. 2024: the verifier decides what is kept, not a quota).
+``filter:verified@f:q`` is an imperfect verifier: it also accepts a share ``f`` of the wrong
+answers (which ones is fixed by a hash of the record id, so the same record always gets the
+same verdict).
+
+================================  ===========================================================
 ================================  ===========================================================
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthloop.errors import ConfigError
 from synthloop.records.schema import concat_records
@@ -55,6 +69,8 @@ class FilterResult:
 #: columns (``gen0_ppl`` at least); a verifier or judge adds its own column and filter.
 FilterFn = Callable[[pa.Table, int], FilterResult]
 _FILTERS: dict[str, Callable[[float], FilterFn]] = {}
+#: Filters that take a parameter, ``filter:NAME@x:q``: ``factory(q, x)``.
+_PARAM_FILTERS: dict[str, Callable[[float, float], FilterFn]] = {}
 
 
 def register_filter(name: str, factory: Callable[[float], FilterFn]) -> None:
@@ -62,10 +78,23 @@ def register_filter(name: str, factory: Callable[[float], FilterFn]) -> None:
     _FILTERS[name] = factory
 
 
+def register_param_filter(name: str, factory: Callable[[float, float], FilterFn]) -> None:
+    """Make ``filter:NAME@x:q`` available (``x`` a number in [0, 1]); ``factory(q, x)``
+    returns the filter function. ``filter:NAME:q`` (no ``@``) is ``factory(q, 0.0)``."""
+    _PARAM_FILTERS[name] = factory
+
+
+def _column(cands: pa.Table, name: str, filter_name: str) -> np.ndarray:
+    if name not in cands.column_names:
+        raise ConfigError(f"filter '{filter_name}' needs a '{name}' column in the candidates "
+                          f"(this run's task does not write one)")
+    return np.asarray(cands.column(name).to_numpy(zero_copy_only=False))
+
+
 def _by_score(column: str, drop_high: bool) -> Callable[[float], FilterFn]:
     def factory(q: float) -> FilterFn:
         def run(cands: pa.Table, n_keep: int) -> FilterResult:
-            scores = np.asarray(cands.column(column).to_numpy(zero_copy_only=False), float)
+            scores = _column(cands, column, column).astype(float)
             order = np.argsort(scores if drop_high else -scores, kind="stable")
             keep = np.zeros(len(scores), dtype=bool)
             keep[order[:n_keep]] = True
@@ -81,6 +110,31 @@ def _by_score(column: str, drop_high: bool) -> Callable[[float], FilterFn]:
 
 register_filter("ppl-top", _by_score("gen0_ppl", drop_high=True))
 register_filter("ppl-bottom", _by_score("gen0_ppl", drop_high=False))
+# ``confidence``: the generating model's own mean log-probability of its answer tokens.
+register_filter("self-confidence", _by_score("confidence", drop_high=False))
+
+
+def hash_uniform(record_id: str, salt: str) -> float:
+    """A number in [0, 1) fixed by ``record_id`` and ``salt`` (sha256; no RNG state)."""
+    digest = hashlib.sha256(f"{salt}|{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _verified(q: float, false_accept: float) -> FilterFn:
+    def run(cands: pa.Table, n_keep: int) -> FilterResult:
+        ok = _column(cands, "verified", "verified").astype(bool)
+        ids = cands.column("id").to_pylist()
+        accept = ok | np.array([not v and hash_uniform(i, "verifier") < false_accept
+                                for v, i in zip(ok, ids, strict=True)], dtype=bool)
+        keep = accept & (np.cumsum(accept) <= n_keep)
+        reasons = [None if k else "verifier: answer rejected" if not a
+                   else f"verifier: accepted beyond the {n_keep} needed"
+                   for k, a in zip(keep, accept, strict=True)]
+        return FilterResult(keep, reasons)
+    return run
+
+
+register_param_filter("verified", _verified)
 
 KINDS = ("replace", "keep-real", "accumulate", "accumulate-subsample", "max-depth", "filter")
 
@@ -111,7 +165,10 @@ class DataPolicy:
 
     def filter_fn(self) -> FilterFn:
         assert self.filter_name is not None
-        return _FILTERS[self.filter_name](self.filter_fraction)
+        name, _, param = self.filter_name.partition("@")
+        if name in _PARAM_FILTERS:
+            return _PARAM_FILTERS[name](self.filter_fraction, float(param or 0.0))
+        return _FILTERS[name](self.filter_fraction)
 
 
 def _fraction(text: str, spec: str, *, closed_one: bool) -> float:
@@ -145,9 +202,15 @@ def parse_policy(spec: str) -> DataPolicy:
             raise ConfigError(f"policy '{spec}': depth must be ≥ 0")
         return DataPolicy(spec, kind, max_depth=k)
     if kind == "filter" and len(parts) == 3:
-        if parts[1] not in _FILTERS:
-            raise ConfigError(f"policy '{spec}': unknown filter '{parts[1]}' "
-                              f"(known: {', '.join(sorted(_FILTERS))})")
+        name, at, param = parts[1].partition("@")
+        if name not in _FILTERS and name not in _PARAM_FILTERS:
+            known = sorted(_FILTERS) + [f"{k}[@X]" for k in sorted(_PARAM_FILTERS)]
+            raise ConfigError(f"policy '{spec}': unknown filter '{name}' "
+                              f"(known: {', '.join(known)})")
+        if at and name not in _PARAM_FILTERS:
+            raise ConfigError(f"policy '{spec}': filter '{name}' takes no '@' parameter")
+        if at:
+            _fraction(param, spec, closed_one=True)
         return DataPolicy(spec, kind, filter_name=parts[1],
                       filter_fraction=_fraction(parts[2], spec, closed_one=False))
     raise ConfigError(f"unknown policy '{spec}' (use replace, keep-real:P, real-share:P, "
@@ -182,15 +245,21 @@ def mix(policy: DataPolicy, real: pa.Table, synthetic: Mapping[int, pa.Table], g
         rng: seeded generator for every sampling decision.
 
     Returns a table with the common columns of its parts, provenance included.
+
+    A ``filter`` policy's set may be smaller than ``n`` (a verifier that accepted fewer):
+    then the generation trains on all of it.
     """
     if generation < 1:
         raise ValueError("generation 0 trains on real data only")
     n = real.num_rows
     newest = synthetic[generation]
+    if policy.kind == "filter":
+        return _take(newest, rng.choice(newest.num_rows, min(n, newest.num_rows),
+                                        replace=False))
     if newest.num_rows < n:
         raise ValueError(f"synthetic set of generation {generation} has {newest.num_rows} "
                          f"records, fewer than the {n} needed")
-    if policy.kind in ("replace", "filter"):
+    if policy.kind == "replace":
         return _take(newest, rng.choice(newest.num_rows, n, replace=False))
     if policy.kind == "keep-real":
         real_rows, syn_rows = keep_real(n, newest.num_rows, policy.real_fraction, rng)
@@ -208,6 +277,22 @@ def mix(policy: DataPolicy, real: pa.Table, synthetic: Mapping[int, pa.Table], g
     if policy.kind == "accumulate-subsample":
         return _take(pool, rng.choice(pool.num_rows, n, replace=False))
     raise ValueError(f"unknown policy kind {policy.kind}")
+
+
+def select(policy: DataPolicy, cands: pa.Table, n: int) -> tuple[pa.Table, pa.Table | None]:
+    """A policy's synthetic set from its candidates: the first ``n``, or a filter's choice
+    among the first ``policy.n_candidates(n)`` (then also the rejected records, each with its
+    ``drop_reason``)."""
+    if policy.kind != "filter":
+        return cands.slice(0, n), None
+    pool = cands.slice(0, policy.n_candidates(n))
+    res = policy.filter_fn()(pool, n)
+    keep = pa.array(res.keep)
+    rejected = pool.filter(pc.invert(keep))
+    reasons = [f"{policy.spec}: {r}" for r, k in zip(res.reasons, res.keep, strict=True)
+               if not k]
+    rejected = rejected.append_column("drop_reason", pa.array(reasons, pa.string()))
+    return pool.filter(keep), rejected
 
 
 def keep_real(n_real: int, n_synthetic: int, p: float, rng: np.random.Generator
