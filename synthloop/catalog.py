@@ -18,7 +18,8 @@ from pathlib import Path
 
 import synthloop.curate.filters  # noqa: F401  (registers quality, dedup, mix, ... steps)
 import synthloop.curate.verify  # noqa: F401  (judge, verify-* steps)
-import synthloop.generate.copula  # noqa: F401  (table-copula, privacy-filter)
+import synthloop.generate.copula  # noqa: F401  (privacy-filter)
+import synthloop.generate.tables  # noqa: F401  (table-synth, table-copula)
 import synthloop.generate.text  # noqa: F401  (generate, taxonomy-generate, self-instruct)
 import synthloop.poison.step  # noqa: F401  (poison-scan)
 from synthloop.errors import ConfigError

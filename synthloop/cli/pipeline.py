@@ -60,8 +60,9 @@ def run_cmd(
 @user_errors
 def generate(
     model: Annotated[str, typer.Option(help="smollm2-135m, a local model folder, the model name "
-                                            "on --base-url, or for --table gaussian-copula / "
-                                            "sdv:NAME.")],
+                                            "on --base-url; for --table auto (autoregressive "
+                                            "from 100 rows, else the copula), autoregressive, "
+                                            "gaussian-copula or sdv:NAME.")],
     n: Annotated[int, typer.Option("--n", help="Records to generate.")],
     out: Annotated[Path, typer.Option(help="Output: .parquet or .jsonl file, or a folder.")],
     prompts: Annotated[Path | None, typer.Option(help="Seed records with a prompt (or text) "

@@ -1,5 +1,5 @@
-"""Tabular synthesis: a Gaussian copula of our own, an optional SDV adapter, and the steps that
-generate table rows and drop rows too close to real ones.
+"""Tabular synthesis: a Gaussian copula of our own, an optional SDV adapter, and the step that
+drops rows too close to real ones (the steps that generate rows: :mod:`synthloop.generate.tables`).
 
 The copula (Nelsen 2006; as in SDV's GaussianCopulaSynthesizer) maps every column to a standard
 normal score through its marginal, estimates the correlation of the scores, samples new scores
@@ -36,7 +36,7 @@ from synthloop.errors import ConfigError, InputError
 from synthloop.measures.columns import as_datetimes, infer_column_types
 from synthloop.pipeline.step import Step, StepContext, StepOutput, check_real_path, register, split
 from synthloop.records.io import read_records
-from synthloop.records.schema import Generator, content, synthetic_records
+from synthloop.records.schema import content
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
@@ -306,43 +306,6 @@ class SDVSynthesizer:
 def content_frame(table: pa.Table) -> pd.DataFrame:
     """The content columns of a record table as a DataFrame."""
     return content(table).to_pandas()
-
-
-@register
-class TableCopula(Step):
-    """Fit a table synthesizer on the whole input and sample ``n`` rows (default: as many as
-    the input). ``engine``: ``gaussian-copula`` (ours) or ``sdv:NAME``. Each row's parent is
-    the fingerprint of the dataset it was fitted on (``dataset:<sha256 of sorted ids>``)."""
-
-    kind = "table-copula"
-    scope = "global"
-
-    n: int | None = Field(None, ge=1)
-    engine: str = "gaussian-copula"
-    column_types: dict[str, str] = {}
-    constraints: list[str] = []
-
-    def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
-        df = content_frame(table)
-        if self.engine == "gaussian-copula":
-            model = GaussianCopula(self.column_types, self.constraints)
-        elif self.engine.startswith("sdv:"):
-            model = SDVSynthesizer(self.engine.split(":", 1)[1])
-        else:
-            raise ConfigError(f"step {self.label}: unknown engine '{self.engine}' (use "
-                              f"gaussian-copula or sdv:NAME)")
-        model.fit(df, seed=ctx.seed)
-        n = self.n or len(df)
-        sample = model.sample(n, seed=ctx.seed + 1)
-        ids = sorted(table.column("id").to_pylist())
-        parent = "dataset:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
-        depth = int(max(table.column("generation").to_pylist(), default=0)) + 1
-        gen = Generator(self.engine, model.fingerprint(),
-                        {"constraints": self.constraints, "rows_fitted": len(df)}, ctx.seed)
-        content = pa.Table.from_pandas(sample, preserve_index=False)
-        return StepOutput(synthetic_records(content, generator=gen, parents=[[parent]] * n,
-                                            generations=[depth] * n, run_id=ctx.run_id,
-                                            created_at=ctx.created_at))
 
 
 @register

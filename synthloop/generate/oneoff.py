@@ -10,10 +10,12 @@ from typing import get_args
 
 import pyarrow as pa
 
-import synthloop.generate.copula  # noqa: F401  (registers table-copula, privacy-filter)
+import synthloop.generate.copula  # noqa: F401  (registers privacy-filter)
+import synthloop.generate.tables  # noqa: F401  (registers table-synth)
 import synthloop.generate.text  # noqa: F401  (registers generate, taxonomy-generate)
 from synthloop.errors import ConfigError
 from synthloop.generate.backends import PIPELINE_SAMPLING, BackendSpec, DecodeDtype
+from synthloop.generate.tables import AUTO_COPULA_BELOW, TABLE_MODELS, resolve_table_model
 from synthloop.models.params import GenParams
 from synthloop.pipeline.config import PipelineConfig, validate_steps
 from synthloop.pipeline.folder import shard_files
@@ -104,12 +106,14 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
         steps = [{"type": "taxonomy-generate", "backend": backend,
                   "n_per_leaf": math.ceil(n / leaves), "sampling": sampling.model_dump()}]
     else:
-        if model not in ("gaussian-copula",) and not model.startswith("sdv:"):
-            raise ConfigError(f"table needs model gaussian-copula or sdv:NAME, got "
-                              f"'{model}'", fields=("table", "model"))
+        try:
+            resolve_table_model(model, AUTO_COPULA_BELOW)
+        except ConfigError:
+            raise ConfigError(f"table needs model {', '.join(TABLE_MODELS)}, got "
+                              f"'{model}'", fields=("table", "model")) from None
         cfg["input"] = str(Path(table).resolve())
         cfg["shard_size"] = max(shard_size, n)
-        steps = [{"type": "table-copula", "n": n, "engine": model}]
+        steps = [{"type": "table-synth", "n": n, "engine": model}]
         if privacy_filter:
             steps.append({"type": "privacy-filter"})
     cfg["steps"] = steps
