@@ -150,5 +150,13 @@ def test_table_audit_cli_and_report(tmp_path):
     ident = next(m for m in data["metrics"] if m["name"] == "identical_match_share")
     assert ident["value"] == pytest.approx(25 / 225)
     assert data["warnings"][0]["level"] == "critical"
+    link = next(m for m in data["metrics"] if m["name"] == "linkability_risk")
+    assert link["breakdown"]["low"] <= link["value"] <= link["breakdown"]["high"]
+    assert {"original", "control", "naive", "holdout"} <= set(link["breakdown"])
+    # targets: at most attack_rows (1000) per side; the 200 holdout rows are the control
+    assert (link["breakdown"]["original"]["n"], link["breakdown"]["control"]["n"]) == (1000, 200)
+    assert {m["name"] for m in data["metrics"]} >= {"singling_out_risk", "inference_risk",
+                                                    "membership_auc"}
     dom = _rendered_dom(out)
-    assert "exact copies" in dom and dom.count("main-svg") >= 5
+    assert "exact copies" in dom and dom.count("main-svg") >= 6
+    assert "Privacy attacks" in dom

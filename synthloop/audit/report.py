@@ -129,6 +129,21 @@ def _table_figures(result: AuditResult) -> list[tuple[str, go.Figure]]:
         figs.append(("Distance to closest record", _overlaid_histograms(
             {k: d["dcr"][k] for k in ("holdout", "synthetic")},
             "Distance to the closest real training row", "DCR")))
+    risks = {k: v for k, v in (d.get("attacks") or {}).items() if k != "membership_auc"}
+    if risks:
+        fig = go.Figure()
+        for side, color in (("holdout", "#98a2b3"), ("synthetic", "#2e90fa")):
+            r = [risks[k][side] for k in risks]
+            fig.add_trace(go.Bar(
+                name="fresh real rows" if side == "holdout" else "synthetic", x=list(risks),
+                y=[v["risk"] for v in r], marker_color=color,
+                error_y={"type": "data", "symmetric": False,
+                         "array": [v["high"] - v["risk"] for v in r],
+                         "arrayminus": [v["risk"] - v["low"] for v in r]}))
+        fig.update_layout(title="Attack risk on training rows beyond real control rows "
+                          "(95% CI; 0 = nothing learnt about the training rows)",
+                          template="plotly_white", barmode="group", yaxis_title="risk")
+        figs.append(("Privacy attacks", fig))
     return figs
 
 

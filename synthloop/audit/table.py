@@ -28,6 +28,12 @@ from synthloop.audit.base import (
 from synthloop.configs import Config
 from synthloop.errors import ConfigError, InputError
 from synthloop.measures.accuracy import SharedBins, binned_accuracy
+from synthloop.measures.attacks import (
+    inference_risk,
+    linkability_risk,
+    membership_auc,
+    singling_out_risk,
+)
 from synthloop.measures.columns import as_datetimes, infer_column_types
 from synthloop.measures.dcr import DistanceSpace, nearest_records
 from synthloop.measures.threads import one_openmp_thread
@@ -50,6 +56,10 @@ class TableAuditConfig(Config):
         tstr_repeats: real samples the utility baseline is averaged over (its spread sets
             the utility warning's margin).
         privacy: compute DCR-based privacy metrics.
+        attacks: with ``privacy``, run the attack-based privacy risks too (singling out,
+            linkability, attribute inference, membership inference;
+            :mod:`synthloop.measures.attacks`).
+        attack_rows: targets per side for each attack (seeded sample).
         n_jobs: threads for nearest-neighbour queries.
     """
 
@@ -60,6 +70,8 @@ class TableAuditConfig(Config):
     detection_rows: int = Field(20_000, ge=10)
     tstr_repeats: int = Field(5, ge=1)
     privacy: bool = True
+    attacks: bool = True
+    attack_rows: int = Field(1000, ge=10)
     n_jobs: int = Field(2, ge=1)
 
 
@@ -74,6 +86,7 @@ class TableAuditData:
     correlations: dict[str, list] = field(default_factory=dict)
     accuracy: dict[str, object] = field(default_factory=dict)
     dcr: dict[str, list[float]] = field(default_factory=dict)
+    attacks: dict[str, dict] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, object] = field(default_factory=dict)
 
@@ -565,7 +578,57 @@ def audit_table(real: pd.DataFrame, synthetic: pd.DataFrame,
     if cfg.privacy:
         say("privacy (distance to closest record)")
         metrics.extend(_privacy(real, synthetic, holdout, types, cfg, data))
+        if cfg.attacks and len(holdout) >= 4:
+            say("privacy attacks")
+            metrics.extend(_attacks(real, synthetic, holdout, types, cfg, data))
     return metrics, data
+
+
+_ATTACKS = {
+    "singling_out_risk": (singling_out_risk, "singling out: predicates that match exactly one "
+                          "synthetic row single out a training row, beyond real control rows"),
+    "linkability_risk": (linkability_risk, "linkability: two halves of a row's columns link "
+                         "through the nearest synthetic rows, beyond real control rows"),
+    "inference_risk": (inference_risk, "attribute inference: a column guessed from the nearest "
+                       "synthetic row on the others, beyond real control rows"),
+}
+
+
+def _attacks(real, synthetic, holdout, types, cfg, data) -> list[MetricResult]:
+    """Anonymeter-style attack risks with the holdout as control rows; the baseline is the
+    same attack with one half of the holdout posing as the synthetic set and the other as
+    control (what a generator that never saw the training rows scores)."""
+    rng = np.random.default_rng(cfg.seed + 4)
+    perm = rng.permutation(len(holdout))
+    half = len(holdout) // 2
+    fresh = holdout.iloc[np.sort(perm[:half])].reset_index(drop=True)
+    control = holdout.iloc[np.sort(perm[half:])].reset_index(drop=True)
+    n = cfg.attack_rows
+    out = []
+    for name, (attack, what) in _ATTACKS.items():
+        syn = attack(real, synthetic, holdout, types, n_attacks=n, seed=cfg.seed)
+        base = attack(real, fresh, control, types, n_attacks=n, seed=cfg.seed)
+        data.attacks[name] = {"synthetic": syn.as_dict(), "holdout": base.as_dict()}
+        excess = max(0.0, syn.risk - max(0.0, base.risk))
+        out.append(_result(
+            name, "privacy", syn.risk, base.risk, "lower", (-1, 1),
+            f"{what} (risk = excess success ÷ what control leaves; 95% CI "
+            f"[{syn.low:+.3f}, {syn.high:+.3f}])", score=max(0.0, 1.0 - excess),
+            # ≈ 3 standard errors above 0: the 95% half-width × 1.5
+            breakdown={**syn.as_dict(), "holdout": base.as_dict(), "warn_reference": 0.0,
+                       "warn_margin": 1.5 * max(syn.risk - syn.low, 0.0)}))
+    syn = membership_auc(real, synthetic, holdout, types, n_attacks=n, seed=cfg.seed)
+    base = membership_auc(real, fresh, control, types, n_attacks=n, seed=cfg.seed)
+    data.attacks["membership_auc"] = {"synthetic": syn, "holdout": base}
+    b = 1 - 2 * max(base["auc"] - 0.5, 0.0)
+    out.append(_result(
+        "membership_auc", "privacy", syn["auc"], base["auc"], "lower", (0, 1),
+        "membership inference: ROC AUC of calling a real row a training row the closer it "
+        "lies to a synthetic row (0.5 = membership cannot be told)",
+        score=min(1.0, (1 - 2 * max(syn["auc"] - 0.5, 0.0)) / b) if b > 0 else 0.0,
+        breakdown={**syn, "holdout": base, "warn_reference": max(0.5, base["auc"]),
+                   "warn_margin": 3 * syn["se"]}))
+    return out
 
 
 def _privacy(real, synthetic, holdout, types, cfg, data) -> list[MetricResult]:

@@ -84,6 +84,18 @@ RULES: dict[str, Rule] = {
     "closer_to_train_share": Rule(0.0, 0.05, "warning", "Privacy: {v:.1%} of synthetic rows are "
                                   "closer to a training row than to any holdout row (≈50% "
                                   "expected for data that does not memorise)."),
+    "singling_out_risk": Rule(0.0, 0.02, "warning", "Privacy: singling-out attacks built from "
+                              "the synthetic rows isolate training rows more often than real "
+                              "control rows (risk {v:.1%}; fresh real rows: {b:.1%})."),
+    "linkability_risk": Rule(0.0, 0.02, "warning", "Privacy: the synthetic rows link two halves "
+                             "of a training row's columns (risk {v:.1%}; fresh real rows: "
+                             "{b:.1%})."),
+    "inference_risk": Rule(0.0, 0.02, "warning", "Privacy: the synthetic rows reveal training "
+                           "rows' attribute values beyond what they reveal of the population "
+                           "(risk {v:.1%}; fresh real rows: {b:.1%})."),
+    "membership_auc": Rule(0.0, 0.02, "warning", "Privacy: training rows lie closer to "
+                           "synthetic rows than fresh real rows do — membership can be "
+                           "inferred (AUC {v:.3f}; fresh real rows: {b:.3f})."),
     "tstr": Rule(0.15, 0.03, "warning", "Utility: a model trained on synthetic rows scores "
                  "{v:.3f} on real held-out rows, against {b:.3f} when trained on real rows."),
 }

@@ -194,6 +194,14 @@ def nearest_records(space: DistanceSpace, query: pd.DataFrame, reference: pd.Dat
     """Exact distances from each query row to its ``k`` nearest reference rows (n_query × k,
     ascending), under SDMetrics' DCR distance in ``space``. Query groups run in ``n_jobs``
     threads."""
+    return nearest_neighbours(space, query, reference, k=k, n_jobs=n_jobs)[0]
+
+
+def nearest_neighbours(space: DistanceSpace, query: pd.DataFrame, reference: pd.DataFrame, *,
+                       k: int = 1, n_jobs: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_records` with the neighbours: ``(distances, positions)``, both
+    n_query × k, positions into ``reference`` (rows in order; among equal distances the
+    lower position first is not guaranteed, but the same inputs give the same positions)."""
     qn, qc = space.encode(query)
     rn, rc = space.encode(reference)
     k = min(k, len(reference))
@@ -259,7 +267,9 @@ def nearest_records(space: DistanceSpace, query: pd.DataFrame, reference: pd.Dat
     key_ids = key_ids[np.argsort(-sizes, kind="stable")]
     shards = [key_ids[j::n_jobs] for j in range(n_jobs)]
     out = np.empty((len(query), k))
+    pos = np.empty((len(query), k), dtype=np.int64)
     for part in Parallel(n_jobs=n_jobs, prefer="threads")(delayed(solve)(sh) for sh in shards):
-        for rows_q, d, _ in part:
+        for rows_q, d, i in part:
             out[rows_q] = d / n_cols
-    return out
+            pos[rows_q] = i
+    return out, pos
