@@ -201,3 +201,17 @@ def test_table_audit_scores_fidelity_on_shared_bins(penguins):
         assert 0 < m[k].value <= 1 and 0 < m[k].baseline <= 1 and m[k].score is not None
     assert m["accuracy_bivariate"].breakdown["rows_per_sample"] == len(penguins) - 250
     assert r.data["accuracy"]["holdout"]["bivariate"] == m["accuracy_bivariate"].baseline
+
+
+def test_detection_does_not_separate_real_halves_by_rare_category_codes():
+    """A category with thousands of values (e.g. job titles): most appear in one half only.
+    Codes by first appearance would put the second half's new values in a range of their own
+    and the classifier would tell two real halves apart."""
+    from synthloop.audit.table import detection_auc
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"title": [f"t{i}" for i in rng.integers(0, 5000, 4000)],
+                       "x": rng.normal(size=4000)})
+    a, b = df.iloc[:2000], df.iloc[2000:]
+    types = {"title": "categorical", "x": "numerical"}
+    assert detection_auc(a, b, types, seed=0, max_rows=2000)["auc"] < 0.56

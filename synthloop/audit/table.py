@@ -334,7 +334,10 @@ def _features(frames: list[pd.DataFrame], types: dict[str, str]) -> tuple[list[n
                 m[:, j] = _as_numeric(f[c]).to_numpy()
             is_cat.append(False)
         else:
-            cats = pd.Index(pd.concat([f[c] for f in frames]).dropna().unique())
+            # codes by sorted value, not by first appearance: appearance order would give
+            # the values only one frame has codes of their own range, which a tree separates
+            values = pd.concat([f[c] for f in frames]).dropna().unique()
+            cats = pd.Index(sorted(values, key=lambda v: (type(v).__name__, str(v))))
             # HistGradientBoosting takes at most 255 categories; beyond that use codes as numbers
             is_cat.append(len(cats) <= 250)
             for f, m in zip(frames, out, strict=True):
