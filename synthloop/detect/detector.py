@@ -20,6 +20,7 @@ import numpy as np
 
 from synthloop.detect.scores import METHODS, token_stats
 from synthloop.errors import ConfigError
+from synthloop.measures.intervals import wilson
 from synthloop.progress import Advance
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -99,11 +100,8 @@ def estimate_share(verdicts: Sequence[bool], calibration: Calibration, *,
                                           "confidence": confidence}
     if not n:
         return out
-    z = float(_normal_quantile(0.5 + confidence / 2))
     r = k / n
-    denom = 1 + z * z / n
-    centre = (r + z * z / (2 * n)) / denom
-    half = z * math.sqrt(r * (1 - r) / n + z * z / (4 * n * n)) / denom
+    interval = wilson(k, n, float(_normal_quantile(0.5 + confidence / 2)))
     tpr, fpr = calibration.tpr, calibration.fpr
     if tpr is None or tpr <= fpr:
         return out  # without a true-positive rate the flagged rate is all we can say
@@ -111,7 +109,7 @@ def estimate_share(verdicts: Sequence[bool], calibration: Calibration, *,
     def correct(x: float) -> float:
         return float(min(1.0, max(0.0, (x - fpr) / (tpr - fpr))))
 
-    out.update(share=correct(r), low=correct(centre - half), high=correct(centre + half))
+    out.update(share=correct(r), low=correct(interval.low), high=correct(interval.high))
     return out
 
 

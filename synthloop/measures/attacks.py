@@ -30,31 +30,13 @@ import numpy as np
 import pandas as pd
 
 from synthloop.measures.dcr import DistanceSpace, nearest_neighbours, nearest_records
+from synthloop.measures.intervals import Z95 as _Z95
+from synthloop.measures.intervals import Rate, wilson
+
+__all__ = ["AttackRisk", "Rate", "excess_risk", "inference_risk", "linkability_risk",
+           "membership_auc", "singling_out_risk", "wilson"]
 
 _CONTINUOUS = ("numerical", "datetime")
-_Z95 = 1.959963984540054
-
-
-@dataclass(frozen=True)
-class Rate:
-    """``successes`` of ``n`` attempts, the rate and its 95% Wilson score interval."""
-
-    successes: int
-    n: int
-    rate: float
-    low: float
-    high: float
-
-
-def wilson(successes: int, n: int, z: float = _Z95) -> Rate:
-    """The Wilson score interval of a binomial rate (``n`` ≥ 0; an empty sample is [0, 1])."""
-    if n <= 0:
-        return Rate(0, 0, float("nan"), 0.0, 1.0)
-    p = successes / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return Rate(int(successes), int(n), p, max(0.0, mid - half), min(1.0, mid + half))
 
 
 @dataclass(frozen=True)
