@@ -29,7 +29,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from synthloop.measures.dcr import DistanceSpace, nearest_neighbours, nearest_records
+from synthloop.measures.dcr import (
+    DistanceSpace,
+    nearest_neighbours,
+    nearest_records,
+    numeric_block,
+)
 from synthloop.measures.intervals import Z95 as _Z95
 from synthloop.measures.intervals import Rate, wilson
 
@@ -67,9 +72,14 @@ def excess_risk(original: Rate, control: Rate) -> tuple[float, float, float]:
     d = p1 - p2
     lo = d - math.sqrt((p1 - original.low) ** 2 + (control.high - p2) ** 2)
     hi = d + math.sqrt((original.high - p1) ** 2 + (p2 - control.low) ** 2)
-    room = max(1 - p2, 1e-12)
-    clip = lambda v: float(min(1.0, max(-1.0, v / room)))  # noqa: E731
-    return clip(d), clip(lo), clip(hi)
+    return _as_risk((d, lo, hi), p2)
+
+
+def _as_risk(diffs: tuple[float, float, float], control_rate: float
+             ) -> tuple[float, float, float]:
+    """Differences of rates as shares of what the control rate leaves, clipped to [-1, 1]."""
+    room = max(1 - control_rate, 1e-12)
+    return tuple(float(min(1.0, max(-1.0, v / room))) for v in diffs)
 
 
 def _risk(attack: str, ok_orig: np.ndarray, ok_ctrl: np.ndarray, ok_naive: np.ndarray,
@@ -231,11 +241,7 @@ def _correct(guess: pd.Series, secret: pd.Series, continuous: bool, tolerance: f
 
 
 def _as_float(s: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(s):
-        v = s.astype("int64").to_numpy(dtype=np.float64) / 1e9
-        v[s.isna().to_numpy()] = np.nan
-        return v
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+    return numeric_block(s.to_frame("v"), ["v"])[:, 0]
 
 
 def inference_risk(original: pd.DataFrame, synthetic: pd.DataFrame, control: pd.DataFrame,
@@ -288,9 +294,7 @@ def inference_risk(original: pd.DataFrame, synthetic: pd.DataFrame, control: pd.
     half = _Z95 * math.sqrt(o.mean(axis=1).var(ddof=1) / len(o)
                             + c.mean(axis=1).var(ddof=1) / len(c)) if min(len(o), len(c)) > 1 \
         else math.inf
-    room = max(1 - rc.rate, 1e-12)
-    clip = lambda v: float(min(1.0, max(-1.0, v / room)))  # noqa: E731
-    return AttackRisk("inference", ro, rc, rn, clip(d), clip(d - half), clip(d + half),
+    return AttackRisk("inference", ro, rc, rn, *_as_risk((d, d - half, d + half), rc.rate),
                       {"secrets": per, "tolerance": tolerance, "targets_per_side": len(t_o)})
 
 

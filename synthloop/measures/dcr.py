@@ -47,7 +47,7 @@ class DistanceSpace:
     @classmethod
     def fit(cls, reference: pd.DataFrame, numeric: list[str], categorical: list[str],
             others: list[pd.DataFrame] = ()) -> DistanceSpace:
-        ref_num = _numeric_block(reference, numeric)
+        ref_num = numeric_block(reference, numeric)
         with np.errstate(invalid="ignore"):
             lo = np.nanmin(ref_num, axis=0) if len(ref_num) else np.zeros(len(numeric))
             hi = np.nanmax(ref_num, axis=0) if len(ref_num) else np.zeros(len(numeric))
@@ -59,7 +59,7 @@ class DistanceSpace:
 
     def encode(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(numeric values, NaN kept) and (category codes, -1 for missing)."""
-        num = _numeric_block(df, self.numeric)
+        num = numeric_block(df, self.numeric)
         cat = np.empty((len(df), len(self.categorical)), dtype=np.int64)
         for j, c in enumerate(self.categorical):
             cat[:, j] = df[c].map(self.categories[c]).fillna(-1).to_numpy(dtype=np.int64) \
@@ -67,7 +67,9 @@ class DistanceSpace:
         return num, cat
 
 
-def _numeric_block(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+def numeric_block(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Columns ``cols`` as float64 (rows × columns): datetimes as Unix seconds, timedeltas as
+    seconds, anything else ``pd.to_numeric`` (unparseable → NaN); missing → NaN."""
     out = np.empty((len(df), len(cols)), dtype=np.float64)
     for j, c in enumerate(cols):
         s = df[c]
