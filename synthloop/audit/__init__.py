@@ -17,16 +17,18 @@ from typing import Any
 import pandas as pd
 
 from synthloop.audit.base import AuditWarning, FeatureMemo, MetricResult
+from synthloop.audit.relational import RelationalAuditConfig
 from synthloop.audit.result import AuditResult
 from synthloop.audit.table import TableAuditConfig
 from synthloop.audit.text import TextAuditConfig
 from synthloop.audit.warnings import warning_margin, warning_threshold, warnings_for
 from synthloop.errors import ConfigError, InputError
 from synthloop.progress import Progress
-from synthloop.records.io import TEXT_SUFFIXES, load_texts, read_csv, read_jsonl, read_parquet
+from synthloop.records.io import TEXT_SUFFIXES, load_texts, read_table_file
 from synthloop.records.schema import MARKING_COLUMNS, PROVENANCE_COLUMNS
 
-__all__ = ["AuditResult", "AuditWarning", "FeatureMemo", "MetricResult", "TableAuditConfig",
+__all__ = ["AuditResult", "AuditWarning", "FeatureMemo", "MetricResult",
+           "RelationalAuditConfig", "TableAuditConfig",
            "TextAuditConfig", "audit", "detect_kind", "load_table", "load_texts", "resolve_kind",
            "warning_margin", "warning_threshold", "warnings_for"]
 
@@ -42,25 +44,15 @@ def _drop_provenance(df: pd.DataFrame) -> pd.DataFrame:
 
 def load_table(path: str | Path) -> pd.DataFrame:
     """A table dataset (CSV, Parquet, JSONL) as a DataFrame, provenance columns removed."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
-        table = read_csv(p)
-    elif suffix in (".parquet", ".pq") or p.is_dir():
-        table = read_parquet(p)
-    elif suffix in (".jsonl", ".json", ".ndjson"):
-        table = read_jsonl(p, text_field=None)
-    elif not p.exists():
-        raise InputError(f"{p}: no such file or directory")
-    else:
-        raise InputError(f"{p}: unknown table format '{suffix}' (expected .csv, .parquet or "
-                         f".jsonl)")
-    return _drop_provenance(table.to_pandas())
+    return read_table_file(path).to_pandas()
 
 
 def detect_kind(path: str | Path, text_field: str = "text") -> str:
-    """``text`` for plain text or data with a ``text_field`` column, else ``table``."""
+    """``relational`` for a schema YAML (linked tables), ``text`` for plain text or data with
+    a ``text_field`` column, else ``table``."""
     p = Path(path)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return "relational"
     if p.suffix.lower() in TEXT_SUFFIXES:
         return "text"
     if p.suffix.lower() in (".csv", ".parquet", ".pq", ".jsonl", ".json", ".ndjson") or \
@@ -93,8 +85,9 @@ def resolve_kind(real: Data, kind: str | None = None, text_field: str = "text") 
         else:
             kind = "table" if isinstance(real, pd.DataFrame) and text_field not in real.columns \
                 else "text"
-    if kind not in ("text", "table"):
-        raise ConfigError(f"kind must be 'text' or 'table', got '{kind}'", fields=("kind",))
+    if kind not in ("text", "table", "relational"):
+        raise ConfigError(f"kind must be 'text', 'table' or 'relational', got '{kind}'",
+                          fields=("kind",))
     return kind
 
 
@@ -150,11 +143,13 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
 
     Args:
         real, synthetic, holdout: file paths (JSONL/CSV/Parquet/plain text), lists of texts,
-            or DataFrames.
-        kind: ``text`` or ``table``; inferred when None (lists of strings and data with a
-            ``text_field`` column are text).
+            or DataFrames; for linked tables a schema YAML (real, holdout) and a folder with
+            one file per table (synthetic).
+        kind: ``text``, ``table`` or ``relational``; inferred when None (a ``.yaml`` is a
+            schema; lists of strings and data with a ``text_field`` column are text).
         text_field: the text column of text data.
-        config: :class:`TextAuditConfig` or :class:`TableAuditConfig`; ``options`` set fields
+        config: :class:`TextAuditConfig`, :class:`TableAuditConfig` or
+            :class:`RelationalAuditConfig`; ``options`` set fields
             of the default one instead (``seed=1, embeddings=False``...).
         margin_scale: multiplies every warning margin (2 = warn only on twice the deviation).
         progress: gets a stage per group of metrics (:class:`synthloop.progress.Progress`).
@@ -166,13 +161,24 @@ def audit(real: Data, synthetic: Data, holdout: Data | None = None, *,
         ``to_json()``).
     """
     kind = resolve_kind(real, kind, text_field)
-    cfg_cls = TextAuditConfig if kind == "text" else TableAuditConfig
+    cfg_cls = {"text": TextAuditConfig, "relational": RelationalAuditConfig}.get(
+        kind, TableAuditConfig)
     if config is None:
         config = cfg_cls(**options)
     elif options:
         raise ConfigError("pass either config or keyword options, not both")
     if not isinstance(config, cfg_cls):
         raise ConfigError(f"a {kind} audit needs a {cfg_cls.__name__}")
+    if kind == "relational":
+        from synthloop.audit.relational import audit_schema
+
+        if not isinstance(real, str | Path) or not isinstance(synthetic, str | Path):
+            raise InputError("a relational audit takes a schema YAML (real) and a folder of "
+                             "tables (synthetic); for frames call "
+                             "synthloop.audit.relational.audit_relational")
+        result = audit_schema(real, synthetic, holdout, config=config, progress=progress)
+        result.warnings = warnings_for(result.metrics, margin_scale=margin_scale)
+        return result
     if kind == "text":
         from synthloop.audit.text import audit_text
 

@@ -147,6 +147,18 @@ def _table_figures(result: AuditResult) -> list[tuple[str, go.Figure]]:
     return figs
 
 
+def _relational_figures(result: AuditResult) -> list[tuple[str, go.Figure]]:
+    d = result.data
+    figs = []
+    for key, title, xaxis in (("child_counts", "Rows per parent row", "rows per parent"),
+                              ("gaps", "Time between consecutive events", "gap")):
+        for table, series in (d.get(key) or {}).items():
+            figs.append((f"{title}: {table}", _overlaid_histograms(
+                {k: series[k] for k in ("real", "holdout", "synthetic") if series.get(k)},
+                f"{title} — {table}", xaxis)))
+    return figs
+
+
 def render(result: AuditResult) -> str:
     """The whole report as one HTML string."""
     parts = ["<h2>Warnings</h2>", warning_boxes(
@@ -170,7 +182,8 @@ def render(result: AuditResult) -> str:
                             left=("property", "metric", "what", "better")))
     first = [True]
     parts.append(_fig_html(_metric_bars(result), first))
-    figs = _text_figures(result) if result.kind == "text" else _table_figures(result)
+    figs = {"text": _text_figures, "relational": _relational_figures}.get(
+        result.kind, _table_figures)(result)
     for title, fig in figs:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(_fig_html(fig, first))

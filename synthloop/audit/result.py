@@ -13,8 +13,8 @@ from synthloop.audit.base import AuditWarning, MetricResult, grade
 from synthloop.audit.warnings import warnings_for
 from synthloop.records.io import json_text, jsonable, write_text_atomic
 
-PROPERTY_ORDER = ("fidelity", "tails", "diversity", "quality", "detection", "utility",
-                  "privacy", "contamination", "provenance")
+PROPERTY_ORDER = ("fidelity", "structure", "sequences", "tails", "diversity", "quality",
+                  "detection", "utility", "privacy", "contamination", "provenance")
 
 
 @dataclass
@@ -22,7 +22,7 @@ class AuditResult:
     """What :func:`synthloop.audit` returns.
 
     Attributes:
-        kind: ``text`` or ``table``.
+        kind: ``text``, ``table`` or ``relational`` (linked tables).
         metrics: every metric with its baseline.
         warnings: plain-language findings, critical first.
         sampling: what was split or sampled, with sizes and seed.
@@ -80,7 +80,8 @@ class AuditResult:
     def from_dict(cls, d: dict[str, Any], *, margin_scale: float = 1.0) -> AuditResult:
         """An audit read back from :meth:`to_dict` (or its JSON): metrics, sampling and
         inputs; warnings recomputed at ``margin_scale``; no plot series."""
-        if d.get("kind") not in ("text", "table") or not isinstance(d.get("metrics"), list):
+        if d.get("kind") not in ("text", "table", "relational") or \
+                not isinstance(d.get("metrics"), list):
             raise ValueError("not an audit result (needs 'kind' and 'metrics')")
         metrics = [MetricResult.from_dict(m) for m in d["metrics"]]
         return cls(kind=d["kind"], metrics=metrics,

@@ -96,9 +96,33 @@ RULES: dict[str, Rule] = {
     "membership_auc": Rule(0.0, 0.02, "warning", "Privacy: training rows lie closer to "
                            "synthetic rows than fresh real rows do — membership can be "
                            "inferred (AUC {v:.3f}; fresh real rows: {b:.3f})."),
+    # linked and sequential tables (metric names are "<table>.<rule>")
+    "accuracy": Rule(0.1, 0.03, "warning", "Fidelity: table '{t}' scores {v:.3f} (binned "
+                     "accuracy) against {b:.3f} for real held-out rows."),
+    "referential_integrity": Rule(0.0, 0.0, "critical", "Broken links: {v:.2%} of table '{t}' "
+                                  "rows point at an existing parent row (real: {b:.0%})."),
+    "key_uniqueness": Rule(0.0, 0.0, "critical", "Broken keys: {v:.2%} of table '{t}' rows have "
+                           "a present, unique key (real: {b:.0%})."),
+    "child_counts": Rule(0.1, 0.03, "warning", "Structure: the number of '{t}' rows per parent "
+                         "scores {v:.3f} against {b:.3f} for real held-out entities."),
+    "parent_child_accuracy": Rule(0.1, 0.03, "warning", "Structure: '{t}' rows follow their "
+                                  "parent less than real ones do (pair accuracy {v:.3f} against "
+                                  "{b:.3f})."),
+    "gaps": Rule(0.1, 0.03, "warning", "Sequences: time gaps between '{t}' events score {v:.3f} "
+                 "against {b:.3f} for real held-out entities."),
+    "position_accuracy": Rule(0.1, 0.03, "warning", "Sequences: what happens at each position of "
+                              "a '{t}' sequence scores {v:.3f} against {b:.3f}."),
+    "lag_accuracy": Rule(0.1, 0.03, "warning", "Sequences: consecutive '{t}' events cohere less "
+                         "than real ones (lag-1 accuracy {v:.3f} against {b:.3f})."),
     "tstr": Rule(0.15, 0.03, "warning", "Utility: a model trained on synthetic rows scores "
                  "{v:.3f} on real held-out rows, against {b:.3f} when trained on real rows."),
 }
+
+
+def _rule_name(m: MetricResult) -> str:
+    """A metric's rule: its name, or the ``rule`` its breakdown names (the relational audit's
+    ``<table>.<rule>`` metrics)."""
+    return m.breakdown.get("rule", m.name)
 
 
 def warning_margin(m: MetricResult, *, margin_scale: float = 1.0
@@ -111,7 +135,7 @@ def warning_margin(m: MetricResult, *, margin_scale: float = 1.0
     fair coin scores); the absolute margin is the rule's floor or the metric's own sampling
     margin (a few standard errors at its sample size), whichever is larger.
     """
-    rule = RULES.get(m.name)
+    rule = RULES.get(_rule_name(m))
     if rule is None or m.baseline is None:
         return None
     ref = m.breakdown.get("warn_reference", m.baseline)
@@ -155,8 +179,9 @@ def warnings_for(metrics: list[MetricResult], *, margin_scale: float = 1.0) -> l
             continue
         ref, rel, abs_ = margin
         if worse_than(m.value, ref, m.direction, rel=rel, abs_=abs_):
-            rule = RULES[m.name]
+            rule = RULES[_rule_name(m)]
             out.append(AuditWarning(prop=m.prop, metric=m.name, level=rule.level,
-                                    message=rule.message.format(v=m.value, b=m.baseline)))
+                                    message=rule.message.format(
+                                        v=m.value, b=m.baseline, t=m.breakdown.get("table"))))
     out.sort(key=lambda w: w.level != "critical")
     return out

@@ -15,7 +15,8 @@ from synthloop.cli.app import app, console, err_console, user_errors, write_outp
 from synthloop.progress import StageLines
 
 # The audit's flags, shared by ``synthloop audit`` and ``synthloop monitor``.
-KindOpt = Annotated[str | None, typer.Option(help="text or table [inferred].")]
+KindOpt = Annotated[str | None, typer.Option(
+    help="text, table or relational [inferred; a .yaml --real is a schema of linked tables].")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of splits and samples.")]
 TextFieldOpt = Annotated[str, typer.Option(help="Text column of text data.")]
 EmbeddingsOpt = Annotated[bool, typer.Option(help="Text: MiniLM embedding metrics.")]
@@ -77,20 +78,29 @@ def audit_config(kind: str, *, seed: int, text_field: str, embeddings: bool, ppl
             seed=seed, embeddings=embeddings, ppl_docs=ppl_docs, device=device,
             ppl_model=None if ppl_model.lower() == "none" else ppl_model,
             benchmark=load_texts(benchmark, text_field=text_field) if benchmark else None)
+    if kind == "relational":
+        from synthloop.audit import RelationalAuditConfig
+
+        if target or column_type or benchmark:
+            raise ConfigError("--target, --column-type and --benchmark do not apply to linked "
+                              "tables (column types go in the schema YAML)")
+        return RelationalAuditConfig(seed=seed)
     if kind == "table":
         if benchmark:
             raise ConfigError("--benchmark applies to text audits")
         return TableAuditConfig(seed=seed, target=target,
                                 column_types=_parse_column_types(column_type or []))
-    raise ConfigError(f"--kind must be text or table, got '{kind}'")
+    raise ConfigError(f"--kind must be text, table or relational, got '{kind}'")
 
 
 @app.command()
 @user_errors
 def audit(
-    real: Annotated[Path, typer.Option(help="Real data: JSONL/CSV/Parquet, or plain text "
-                                            "(.txt file or folder; paragraphs).")],
-    synthetic: Annotated[Path, typer.Option(help="Synthetic data, same format.")],
+    real: Annotated[Path, typer.Option(help="Real data: JSONL/CSV/Parquet, plain text (.txt "
+                                            "file or folder; paragraphs), or a schema YAML "
+                                            "of linked tables.")],
+    synthetic: Annotated[Path, typer.Option(help="Synthetic data, same format (linked "
+                                                 "tables: a folder, one file per table).")],
     holdout: Annotated[Path | None, typer.Option(
         help="Real data the generator never saw [split off --real, seeded].")] = None,
     kind: KindOpt = None,

@@ -63,14 +63,20 @@ def generate(
                                             "on --base-url; for --table auto (autoregressive "
                                             "from 100 rows, else the copula), autoregressive, "
                                             "gaussian-copula or sdv:NAME.")],
-    n: Annotated[int, typer.Option("--n", help="Records to generate.")],
-    out: Annotated[Path, typer.Option(help="Output: .parquet or .jsonl file, or a folder.")],
+    out: Annotated[Path, typer.Option(help="Output: .parquet or .jsonl file, or a folder "
+                                           "(--schema: a folder, one file per table).")],
+    n: Annotated[int | None, typer.Option("--n", help="Records to generate (--schema: rows "
+                                                      "per root table [as many as real]).")
+                 ] = None,
     prompts: Annotated[Path | None, typer.Option(help="Seed records with a prompt (or text) "
                                                       "field.")] = None,
     taxonomy: Annotated[Path | None, typer.Option(help="InstructLab-style taxonomy folder.")
                         ] = None,
     table: Annotated[Path | None, typer.Option(help="Real table (CSV/Parquet/JSONL) to model.")
                      ] = None,
+    schema: Annotated[Path | None, typer.Option(
+        help="Linked tables: a schema YAML naming each table's path, key, parent, foreign_key "
+             "and (sequential tables) order_by.")] = None,
     template: Annotated[str | None, typer.Option(help="Jinja2 prompt template over the seed "
                                                       "record's fields.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. "
@@ -95,8 +101,18 @@ def generate(
                      ] = "auto",
     run_dir: Annotated[Path | None, typer.Option(help="Checkpoint folder [OUT.run].")] = None,
 ) -> None:
-    """Generate synthetic records (text from prompts or a taxonomy, or table rows), with full
-    provenance. Resumable: rerun the same command after an interruption."""
+    """Generate synthetic records (text from prompts or a taxonomy, table rows, or linked and
+    sequential tables), with full provenance. Resumable: rerun the same command after an
+    interruption."""
+    from synthloop.errors import ConfigError
+
+    if schema is not None:
+        if any(x is not None for x in (prompts, taxonomy, table)):
+            raise ConfigError("give one of --prompts, --taxonomy, --table and --schema")
+        _generate_schema(model, schema, out, n, seed)
+        return
+    if n is None:
+        raise ConfigError("--n is required (records to generate)")
     from synthloop.generate.backends import PIPELINE_SAMPLING
     from synthloop.generate.oneoff import generate_dataset
     from synthloop.progress import RichProgress
@@ -112,6 +128,23 @@ def generate(
                                   watermark=watermark, key_file=key_file)
     _print_run(result)
     console.print(f"output: {out}")
+
+
+def _generate_schema(model: str, schema: Path, out: Path, n: int | None, seed: int) -> None:
+    from synthloop.generate.relational import generate_tables
+    from synthloop.progress import RichProgress
+
+    with RichProgress() as progress:
+        paths = generate_tables(schema, out, model=model, n=n, seed=seed, progress=progress)
+    table = Table(title="synthetic tables")
+    for col in ("table", "rows", "file"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    import pyarrow.parquet as pq
+
+    for name, path in paths.items():
+        table.add_row(name, f"{pq.read_metadata(path).num_rows:,}", str(path))
+    console.print(table)
+    console.print(f"schema: {out / 'schema.yaml'}")
 
 
 @app.command()

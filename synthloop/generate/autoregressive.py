@@ -159,9 +159,17 @@ class _Codec:
         rare_tok = len(col.values) if col.rare_pool else None
         miss_tok = col.size - 1 if col.has_missing else None
         isna = s.isna().to_numpy() if len(col.names) == 1 else np.zeros(len(s), bool)
+        nearest = None
+        if col.sdtype in ("numerical", "datetime") and len(col.names) == 1 and col.values:
+            # a discrete numeric column: a value between the seen ones (a condition drawn by
+            # another model) takes the token of the nearest seen value
+            known = _numbers(pd.Series(col.values))
+            nearest = (np.sort(known), np.argsort(known))
         toks = np.empty(len(s), dtype=np.int64)
         for i, (v, na) in enumerate(zip(s.tolist(), isna, strict=True)):
             t = miss_tok if na else index.get(v, rare_tok)
+            if t is None and nearest is not None:
+                t = int(_nearest_index(nearest, _numbers(pd.Series([v]))[0]))
             if t is None:
                 raise InputError(f"column '{col.names[0]}': value {v!r} was not seen in the "
                                  f"table the model was fitted on")
@@ -209,6 +217,16 @@ class _Codec:
         v = v.astype(float)
         v[miss] = np.nan
         return pd.Series(v)
+
+
+def _nearest_index(known: tuple[np.ndarray, np.ndarray], x: float) -> int:
+    """Index (into the unsorted values) of the value nearest ``x``; ``known`` is (sorted
+    values, argsort)."""
+    xs, order = known
+    i = int(np.clip(np.searchsorted(xs, x), 1, len(xs) - 1)) if len(xs) > 1 else 0
+    if len(xs) > 1 and abs(x - xs[i - 1]) <= abs(xs[i] - x):
+        i -= 1
+    return int(order[i])
 
 
 def _numbers(s: pd.Series) -> np.ndarray:

@@ -23,7 +23,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from synthloop.errors import InputError
-from synthloop.records.schema import PROVENANCE_COLUMNS, conform_provenance, with_provenance
+from synthloop.records.schema import (
+    MARKING_COLUMNS,
+    PROVENANCE_COLUMNS,
+    conform_provenance,
+    with_provenance,
+)
 
 #: Default cap on one record's size in bytes (a guard against runaway lines).
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -320,6 +325,27 @@ def _require_columns(table: pa.Table, required: Sequence[str], path: Path) -> No
         if name not in table.column_names:
             have = ", ".join(table.column_names) or "none"
             raise InputError(f"{path}: missing column '{name}' (columns: {have})")
+
+
+def read_table_file(path: str | Path) -> pa.Table:
+    """A table (CSV, Parquet file or folder, JSONL) with its content columns only: provenance
+    and marking columns, which say where a row came from rather than what it says, are
+    dropped."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        table = read_csv(p)
+    elif suffix in (".parquet", ".pq") or p.is_dir():
+        table = read_parquet(p)
+    elif suffix in (".jsonl", ".json", ".ndjson"):
+        table = read_jsonl(p, text_field=None)
+    elif not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    else:
+        raise InputError(f"{p}: unknown table format '{suffix}' (expected .csv, .parquet or "
+                         f".jsonl)")
+    meta = (*PROVENANCE_COLUMNS, *MARKING_COLUMNS)
+    return table.drop_columns([c for c in table.column_names if c in meta])
 
 
 def read_records(path: str | Path, *, text_column: str | None = "text",
