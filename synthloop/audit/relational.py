@@ -9,7 +9,10 @@ Each metric is measured on (real training tables, synthetic tables) and, the sam
 everything below them (:meth:`~synthloop.records.relational.RelationalSchema.split`). The
 synthetic side is measured on samples of as many root entities as the holdout has (the mean
 over up to 5 disjoint ones), so both sides carry the same sampling noise; referential
-integrity and key uniqueness are counted on the whole synthetic set.
+integrity and key uniqueness are counted on the whole synthetic set. Rows of one entity are
+alike, so the noise of a holdout is set by its number of entities, not rows: each warning's
+margin is three standard errors of the holdout's value, estimated from half-size samples of
+its root entities.
 
 Fidelity numbers are mostlyai-qa-style binned accuracies (1 − total-variation distance over
 bins fitted on the real training rows and shared by both sides;
@@ -54,6 +57,9 @@ class RelationalAuditConfig(Config):
         max_exact_counts: child counts, positions and gaps with at most this many distinct
             real values are compared value by value, else in quantile bins.
         samples: synthetic samples (of the holdout's number of root entities) averaged.
+        noise_samples: half-size samples of the holdout's root entities whose spread sets
+            each warning's margin (3 standard errors): entities cluster their rows, so a
+            holdout of few entities is noisy however many rows it has.
     """
 
     seed: int = 0
@@ -61,6 +67,7 @@ class RelationalAuditConfig(Config):
     n_bins: int = Field(10, ge=2)
     max_exact_counts: int = Field(20, ge=2)
     samples: int = Field(5, ge=1)
+    noise_samples: int = Field(10, ge=2)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -342,17 +349,25 @@ def audit_relational(schema: RelationalSchema, real: Frames, synthetic: Frames,
     n_roots = {n: len(holdout[n]) for n, t in schema.tables.items() if t.parent is None}
     samples = root_samples(schema, synthetic, n_roots, cfg.samples, cfg.seed + 1)
 
-    def both(fn: Callable[[Frames], float]) -> tuple[float, float]:
+    halves = [root_samples(schema, holdout, {r: max(1, n // 2) for r, n in n_roots.items()},
+                           1, cfg.seed + 10 + i)[0] for i in range(cfg.noise_samples)]
+
+    def both(fn: Callable[[Frames], float]) -> tuple[float, float, dict]:
         vals = [v for v in (fn(s) for s in samples) if not math.isnan(v)]
-        return (float(np.mean(vals)) if vals else float("nan")), fn(holdout)
+        half = [v for v in (fn(h) for h in halves) if not math.isnan(v)]
+        # the holdout's sampling noise, from half-size samples of its root entities: a
+        # holdout of n entities varies about 1/√2 as much as one of n/2
+        noise = float(np.std(half, ddof=1) / math.sqrt(2)) if len(half) > 1 else 0.0
+        return ((float(np.mean(vals)) if vals else float("nan")), fn(holdout),
+                {"warn_margin": round(3 * noise, 6), "holdout_noise_sd": round(noise, 6)})
 
     metrics: list[MetricResult] = []
     plots: dict[str, dict] = {"child_counts": {}, "gaps": {}}
     for name in schema.order:
         t = schema.tables[name]
-        v, b = both(lambda f, n=name: measures.accuracy(n, f))
+        v, b, nb = both(lambda f, n=name: measures.accuracy(n, f))
         if not math.isnan(b):
-            metrics.append(_metric(name, "accuracy", v, b))
+            metrics.append(_metric(name, "accuracy", v, b, **nb))
         if t.key is not None:
             metrics.append(_metric(name, "key_uniqueness",
                                    key_uniqueness(schema, synthetic, name),
@@ -363,23 +378,24 @@ def audit_relational(schema: RelationalSchema, real: Frames, synthetic: Frames,
                                    referential_integrity(schema, holdout, name),
                                    broken=int(len(synthetic[name]) * (1 - referential_integrity(
                                        schema, synthetic, name)) + 0.5)))
-            v, b = both(lambda f, n=name: measures.child_counts(n, f))
-            metrics.append(_metric(name, "child_counts", v, b, parent=t.parent))
+            v, b, nb = both(lambda f, n=name: measures.child_counts(n, f))
+            metrics.append(_metric(name, "child_counts", v, b, parent=t.parent, **nb))
             plots["child_counts"][name] = {
                 "real": _clip(_counts(schema, train, name)),
                 "holdout": _clip(_counts(schema, holdout, name)),
                 "synthetic": _clip(_counts(schema, synthetic, name))}
             if measures.attrs[name] and measures.attrs[t.parent]:
-                v, b = both(lambda f, n=name: measures.parent_child(n, f))
-                metrics.append(_metric(name, "parent_child_accuracy", v, b, parent=t.parent))
+                v, b, nb = both(lambda f, n=name: measures.parent_child(n, f))
+                metrics.append(_metric(name, "parent_child_accuracy", v, b, parent=t.parent,
+                                       **nb))
         if t.sequential:
             for kind, fn in (("gaps", measures.gaps), ("position_accuracy", measures.position),
                              ("lag_accuracy", measures.lag)):
                 if kind != "gaps" and not measures.attrs[name]:
                     continue
-                v, b = both(lambda f, n=name, fn=fn: fn(n, f))
+                v, b, nb = both(lambda f, n=name, fn=fn: fn(n, f))
                 if not math.isnan(b):
-                    metrics.append(_metric(name, kind, v, b, order_by=t.order_by))
+                    metrics.append(_metric(name, kind, v, b, order_by=t.order_by, **nb))
             is_date = measures.types[name][t.order_by] == "datetime"
             plots["gaps"][name] = {
                 side: _clip(_gaps(t, _sorted_events(t, f[name], measures.types[name]), is_date))

@@ -79,6 +79,7 @@ class _Fitted:
     rows: int
     key_kind: str = "none"          # "int" or "str" or "none"
     time_is_date: bool = False
+    time_pool: dict = None          # sequential: real start times and gaps (a last resort)
 
 
 class RelationalSynthesizer:
@@ -206,11 +207,16 @@ class RelationalSynthesizer:
             key_kind = "none"
             if t.key is not None:
                 key_kind = "int" if pd.api.types.is_integer_dtype(df[t.key]) else "str"
+            pool = ({START: frame[START].dropna().to_numpy(), GAP: frame[GAP].dropna().to_numpy()}
+                    if t.sequential else {})
+            if t.sequential and not len(pool[GAP]):
+                pool[GAP] = np.zeros(1)
             self._fitted[name] = _Fitted(
                 spec=t, types=types, attrs=attrs, context=context, columns=list(frame.columns),
                 model=model, model_name=model_name, dtypes=dict(df.dtypes), rows=len(df),
                 key_kind=key_kind,
-                time_is_date=bool(t.sequential and types[t.order_by] == "datetime"))
+                time_is_date=bool(t.sequential and types[t.order_by] == "datetime"),
+                time_pool=pool)
         self._columns = {n: list(frames[n].columns) for n in self.schema.tables}
         return self
 
@@ -310,6 +316,7 @@ class RelationalSynthesizer:
                 cond[PREV + c] = (prev[c].to_numpy() if prev is not None
                                   else pd.Series([None] * len(idx), dtype=object))
             out = f.model.sample(len(idx), seed=int(rng.integers(2 ** 31)), conditions=cond)
+            out = self._complete_time(f, out, cond, START if step == 0 else GAP, rng)
             if step == 0:
                 time = _numeric_time(out[START], f.time_is_date)
             else:
@@ -333,6 +340,25 @@ class RelationalSynthesizer:
         else:
             out[t.order_by] = time
         return out.drop(columns="__row")
+
+    @staticmethod
+    def _complete_time(f: _Fitted, out: pd.DataFrame, cond: pd.DataFrame, col: str, rng,
+                       tries: int = 20) -> pd.DataFrame:
+        """Redraw the rows whose start time (first event) or gap (later ones) came out as the
+        column's missing token (it marks the other positions in training); what is still
+        missing after ``tries`` rounds takes a real value drawn from the training column."""
+        for _ in range(tries):
+            bad = np.flatnonzero(out[col].isna().to_numpy())
+            if not len(bad):
+                return out
+            redo = f.model.sample(len(bad), seed=int(rng.integers(2 ** 31)),
+                                  conditions=cond.iloc[bad].reset_index(drop=True))
+            out.iloc[bad] = redo.to_numpy()
+        bad = out[col].isna().to_numpy()
+        if bad.any():
+            pool = f.time_pool[col]
+            out.loc[bad, col] = pool[rng.integers(0, len(pool), int(bad.sum()))]
+        return out
 
     def _empty(self, f: _Fitted) -> pd.DataFrame:
         cols = f.columns + [c for c in (f.spec.foreign_key, f.spec.order_by) if c]

@@ -208,10 +208,11 @@ class RelationalSchema:
                 if dup.any():
                     row = int(np.flatnonzero(dup.to_numpy())[0])
                     raise InputError(f"table '{name}': row {row}: key '{t.key}' value "
-                                     f"{k.iloc[row]!r} is not unique")
+                                     f"{_py(k.iloc[row])!r} is not unique")
             if t.order_by is not None:
                 o = df[t.order_by]
-                types = infer_column_types(df[[t.order_by]], dict(t.column_types) or None)
+                types = infer_column_types(df[[t.order_by]], {
+                    c: v for c, v in t.column_types.items() if c == t.order_by} or None)
                 if types[t.order_by] not in ("numerical", "datetime"):
                     raise InputError(f"table '{name}': order_by column '{t.order_by}' must hold "
                                      f"numbers or dates (got {o.dtype})")
@@ -229,7 +230,7 @@ class RelationalSchema:
             if orphan.any():
                 row = int(np.flatnonzero(orphan.to_numpy())[0])
                 raise InputError(f"table '{name}': row {row}: foreign key '{t.foreign_key}' = "
-                                 f"{fk.iloc[row]!r} has no parent row in '{t.parent}' "
+                                 f"{_py(fk.iloc[row])!r} has no parent row in '{t.parent}' "
                                  f"(key '{p.key}')")
 
     def split(self, frames: Mapping[str, pd.DataFrame], fraction: float, seed: int
@@ -257,6 +258,12 @@ class RelationalSchema:
             train[name] = df[~pick].reset_index(drop=True)
             hold[name] = df[pick].reset_index(drop=True)
         return train, hold
+
+
+def _py(v: object) -> object:
+    """A numpy scalar as the Python value it holds (so messages read ``9``, not
+    ``np.int64(9)``)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def read_schema(path: str | Path) -> tuple[RelationalSchema, dict[str, pd.DataFrame]]:
