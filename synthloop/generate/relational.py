@@ -440,24 +440,21 @@ def tables_as_records(synthetic: Mapping[str, pd.DataFrame], real: Mapping[str, 
     return out
 
 
-def generate_tables(schema_path: str | Path, out: str | Path, *, model: str = "auto",
-                    n: int | None = None, seed: int = 0,
-                    options: Mapping[str, object] | None = None,
-                    progress: Progress | None = None) -> dict[str, Path]:
-    """``synthloop generate --schema``: read a schema YAML and its tables, synthesize them
-    (:func:`synthesize_schema`), and write ``out/<table>.parquet`` (synthloop records) plus
-    ``out/schema.yaml`` (the same links over the synthetic files, so that the folder can be
-    audited or synthesized like the real one). The folder is written whole or not at all (a
-    temporary folder renamed into place); a rerun with the same seed writes the same tables.
-    Returns ``{table: path}``."""
+def write_tables(schema: RelationalSchema, frames: Mapping[str, pd.DataFrame],
+                 out: str | Path, *, model: str = "auto", n: int | None = None, seed: int = 0,
+                 options: Mapping[str, object] | None = None,
+                 progress: Progress | None = None) -> dict[str, Path]:
+    """Synthesize linked tables (:func:`synthesize_schema`) and write ``out/<table>.parquet``
+    (synthloop records) plus ``out/schema.yaml`` (the same links over the synthetic files, so
+    that the folder can be audited or synthesized like the real one). The folder is written
+    whole or not at all (a temporary folder renamed into place); a rerun with the same seed
+    writes the same tables. Returns ``{table: path}``."""
     import shutil
 
     import yaml
 
     from synthloop.records.io import write_parquet, write_text_atomic
-    from synthloop.records.relational import read_schema
 
-    schema, frames = read_schema(schema_path)
     synthetic, synth = synthesize_schema(schema, frames, model=model, n=n, seed=seed,
                                          options=options, progress=progress)
     records = tables_as_records(synthetic, frames, synth, seed=seed,
@@ -473,8 +470,21 @@ def generate_tables(schema_path: str | Path, out: str | Path, *, model: str = "a
     links = schema.to_dict()
     for name, spec in links["tables"].items():
         spec["path"] = f"{name}.parquet"
-    write_text_atomic("# synthetic tables written by synthloop generate --schema\n" +
+    write_text_atomic("# synthetic tables written by synthloop\n" +
                       yaml.safe_dump(links, sort_keys=False), tmp / "schema.yaml")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return paths
+
+
+def generate_tables(schema_path: str | Path, out: str | Path, *, model: str = "auto",
+                    n: int | None = None, seed: int = 0,
+                    options: Mapping[str, object] | None = None,
+                    progress: Progress | None = None) -> dict[str, Path]:
+    """``synthloop generate --schema``: read a schema YAML and its tables
+    (:func:`~synthloop.records.relational.read_schema`), then :func:`write_tables`."""
+    from synthloop.records.relational import read_schema
+
+    schema, frames = read_schema(schema_path)
+    return write_tables(schema, frames, out, model=model, n=n, seed=seed, options=options,
+                        progress=progress)
