@@ -95,6 +95,11 @@ def generate(
                          ] = False,
     key_file: Annotated[Path | None, typer.Option(help="Watermark key file.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    epsilon: Annotated[float | None, typer.Option(
+        help="--table: fit with (ε, δ)-differential privacy at this ε > 0 (DP-SGD; ε and δ "
+             "go into every record's provenance).")] = None,
+    delta: Annotated[float | None, typer.Option(help="--table: the δ of (ε, δ) [1 / (10 × "
+                                                     "rows)].")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="Decode a local model in auto (its own dtype; "
                                             "bfloat16 on CUDA), float32 or bfloat16.")
@@ -109,6 +114,9 @@ def generate(
     if schema is not None:
         if any(x is not None for x in (prompts, taxonomy, table)):
             raise ConfigError("give one of --prompts, --taxonomy, --table and --schema")
+        if epsilon is not None or delta is not None:
+            raise ConfigError("--epsilon applies to --table: differential privacy for linked "
+                              "tables needs accounting per entity, not yet built")
         _generate_schema(model, schema, out, n, seed)
         return
     if n is None:
@@ -125,7 +133,8 @@ def generate(
                                   api_key_env=api_key_env, sampling=sampling, template=template,
                                   chat=chat, seed=seed, device=device, dtype=dtype,
                                   privacy_filter=privacy_filter, progress=progress,
-                                  watermark=watermark, key_file=key_file)
+                                  watermark=watermark, key_file=key_file, epsilon=epsilon,
+                                  delta=delta)
     _print_run(result)
     console.print(f"output: {out}")
 

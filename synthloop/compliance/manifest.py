@@ -225,6 +225,9 @@ def build_manifest(path: str | Path, *, name: str | None = None, description: st
     if tables:
         doc["disclosure"]["tables"] = {f.stem: pq.ParquetFile(f).metadata.num_rows
                                        for f in files}
+    private = _privacy_guarantees(files)
+    if private:
+        doc["disclosure"]["differential_privacy"] = private
     doc["integrity"] = {"records": len(leaves), "merkle_root": root,
                                   "leaves_file": LEAVES,
                                   "leaves_sha256": hashlib.sha256(leaves_text.encode())
@@ -234,6 +237,30 @@ def build_manifest(path: str | Path, *, name: str | None = None, description: st
     errors, _ = validate_manifest(out)
     if errors:
         raise InputError(f"{out}: Croissant validation failed: {errors[0]}")
+    return out
+
+
+def _privacy_guarantees(files: list[Path]) -> list[dict]:
+    """The differential-privacy guarantees the records' generators state (ε, δ per
+    generator: ``decoding.differential_privacy`` of ``table-synth`` with an ε), with the
+    number of records each covers."""
+    seen: Counter = Counter()
+    for f in files:
+        if "generator" not in pq.read_schema(f).names:
+            continue
+        col = pq.read_table(f, columns=["generator"]).column("generator")
+        seen.update(x for x in col.to_pylist() if x)
+    out = []
+    for text, count in sorted(seen.items()):
+        try:
+            gen = json.loads(text)
+        except ValueError:
+            continue
+        dp = (gen.get("decoding") or {}).get("differential_privacy")
+        if dp:
+            out.append({"generator": gen.get("model"), "weights_sha256": gen.get(
+                "weights_sha256"), "epsilon": dp.get("epsilon"), "delta": dp.get("delta"),
+                "accountant": dp.get("accountant"), "records": count})
     return out
 
 

@@ -68,6 +68,8 @@ class _Column:
     decimals: int | None = None       # numeric rounding (None: integer column as ints)
     integer: bool = False
     day_resolution: bool = False
+    grid: np.ndarray | None = None    # differential privacy: public grid cell edges ...
+    grid_w: np.ndarray | None = None  # ... and their noisy counts (within-bin draws)
 
     @property
     def size(self) -> int:
@@ -181,6 +183,9 @@ class _Codec:
         for j, col in enumerate(self.columns):
             t = tokens[:, j]
             miss = (t == col.size - 1) if col.has_missing else np.zeros(len(t), bool)
+            if col.kind == "binned" and col.grid is not None:
+                out[col.names[0]] = self._numeric_series(col, _grid_values(col, t, rng), miss)
+                continue
             if col.kind == "binned":
                 b = np.clip(t, 0, len(col.starts) - 1)
                 lo = col.starts[b]
@@ -217,6 +222,76 @@ class _Codec:
         v = v.astype(float)
         v[miss] = np.nan
         return pd.Series(v)
+
+
+def _grid_values(col: _Column, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Values for bin tokens of a DP column: a grid cell of the bin drawn by its noisy
+    count, then a uniform position in the cell."""
+    cells = len(col.grid) - 1
+    bounds = np.concatenate([[0], np.searchsorted(col.grid, col.edges, side="left"), [cells]])
+    out = np.full(len(t), np.nan)
+    for b in np.unique(t):
+        if b >= len(bounds) - 1:  # the missing token
+            continue
+        rows = np.flatnonzero(t == b)
+        lo, hi = int(bounds[b]), max(int(bounds[b + 1]), int(bounds[b]) + 1)
+        w = col.grid_w[lo:hi]
+        if w.sum() <= 0:  # nothing was released about this column: the value is unknown
+            continue
+        cell = lo + rng.choice(hi - lo, size=len(rows), p=w / w.sum())
+        out[rows] = col.grid[cell] + rng.uniform(0, 1, len(rows)) * \
+            (col.grid[cell + 1] - col.grid[cell])
+    return out
+
+
+def private_codec(df: pd.DataFrame, types: dict[str, str], *, n_bins: int,
+                  combos: list[list[str]], noise_multiplier: float, delta: float, dtypes: dict,
+                  public_categories: dict[str, list], rng: np.random.Generator) -> _Codec:
+    """A :class:`_Codec` released with differential privacy (:mod:`synthloop.generate.dp`):
+    every column's counts with Gaussian noise of ``noise_multiplier`` × √columns; categories
+    kept above a threshold (or declared in ``public_categories``), numbers and dates binned on
+    a public grid."""
+    from synthloop.generate import dp
+
+    codec = _Codec.__new__(_Codec)
+    codec.types = types
+    codec.columns = []
+    in_combo = {c for g in combos for c in g}
+    k = sum(1 for c in df.columns if types[c] != "id" and c not in in_combo) + len(combos)
+    sigma = noise_multiplier * math.sqrt(max(k, 1))
+    cut = dp.threshold(sigma, delta, k)
+    for c in df.columns:
+        if types[c] == "id" or (c in in_combo and not any(g[0] == c for g in combos)):
+            continue
+        if c in in_combo:
+            g = next(g for g in combos if g[0] == c)
+            keys = pd.Series(list(zip(*(df[x] for x in g), strict=True)), dtype=object)
+            kept = dp.noisy_counts(keys, sigma, cut, rng)
+            codec.columns.append(_private_category(g, types[c], kept))
+        elif types[c] in ("numerical", "datetime") and c not in public_categories:
+            grid = dp.date_grid() if types[c] == "datetime" else dp.number_grid()
+            x = _numbers(df[c])
+            w = dp.noisy_grid_histogram(x[~np.isnan(x)], grid, sigma, rng)
+            edges = dp.grid_bins(w, grid, n_bins)
+            col = _Column([c], "binned", types[c], edges=edges,
+                          starts=np.arange(len(edges) + 1), has_missing=True, grid=grid,
+                          grid_w=w)
+            if types[c] == "datetime":
+                col.day_resolution = True
+            else:  # the schema's dtype, not the values, says whether it holds integers
+                col.integer = bool(pd.api.types.is_integer_dtype(dtypes[c]))
+                col.decimals = None if col.integer else 6
+            codec.columns.append(col)
+        else:
+            kept = dp.noisy_counts(df[c], sigma, cut, rng, public=public_categories.get(c))
+            codec.columns.append(_private_category([c], types[c], kept))
+    return codec
+
+
+def _private_category(names, sdtype, kept: dict) -> _Column:
+    return _Column(list(names), "category", sdtype, values=list(kept),
+                   counts=np.maximum(np.asarray(list(kept.values()), float), 1.0),
+                   rare_pool=[RARE], rare_weights=np.ones(1), has_missing=True)
 
 
 def _nearest_index(known: tuple[np.ndarray, np.ndarray], x: float) -> int:
@@ -268,6 +343,9 @@ def _net(sizes: list[int], emb_dims: list[int], hidden: int, dropout: float):
             self.register_buffer("invalid", invalid)
             self.drop = nn.Dropout(dropout)
 
+        def forward(self, x, mask):  # (B, K) tokens, (H, B, K) mask -> (H, B, vmax)
+            return self.logits(self.embed(x), mask)
+
         def embed(self, x):  # (B, K) -> (B, D)
             return torch.cat([e(x[:, j]) for j, e in enumerate(self.emb)], dim=1)
 
@@ -302,37 +380,56 @@ class AutoregressiveTable:
         rare_min: categories seen fewer times share one token (≥ 1; 1 = none are rare).
         rare: ``sample`` (a rare token becomes a frequency-weighted rare category) or ``mask``
             (it becomes ``"_RARE_"``).
-        hidden: width of each column's hidden layers (8–2048).
+        hidden: width of each column's hidden layers (8–2048; ``None``: 128, 64 under DP).
         dropout: dropout rate in [0, 0.9).
         order_mixing: share of training rows seen in a random column order, in [0, 1]; > 0
             lets ``sample(conditions=...)`` fix any columns.
         max_epochs, patience: early stopping on the held-out loss (epochs without a better
             one), ``val_fraction`` of the rows held out (0 < f < 0.5).
         batch_size: rows per step (``None``: from the table size, 64–1024).
-        lr: Adam learning rate.
+        lr: Adam learning rate (``None``: 1e-3, 3e-3 under DP).
         max_seconds: wall-clock cap on training (``None``: none).
         threads: torch threads (``None``: torch's default).
+        epsilon: differential privacy: the fit is (ε, δ)-DP for this ε > 0
+            (:mod:`synthloop.generate.dp`; ``None`` or ``math.inf``: no privacy). Under DP
+            there is no validation split, early stopping or dropout: ``dp_epochs`` epochs of
+            DP-SGD; rare categories become ``"_RARE_"``.
+        delta: the δ of (ε, δ) (default: 1 / (10 · rows)).
+        max_grad_norm: DP-SGD's per-row gradient clipping norm.
+        codec_share: the share of ε spent on releasing the encoding (bins, categories).
+        dp_epochs: epochs of DP-SGD (the noise is calibrated to them).
+        public_categories: ``{column: [values]}`` declared public under DP (e.g. the codes of
+            a standard): all are kept, none is read off the data.
     """
 
     def __init__(self, column_types: dict[str, str] | None = None, constraints: list[str] = (),
                  *, fixed_combinations: list[list[str]] = (), n_bins: int | None = None,
                  max_discrete: int = 16, rare_min: int = 5, rare: str = "sample",
-                 hidden: int = 128, dropout: float = 0.3, order_mixing: float = 0.25,
+                 hidden: int | None = None, dropout: float = 0.3, order_mixing: float = 0.25,
                  max_epochs: int = 300, patience: int = 8, val_fraction: float = 0.1,
-                 batch_size: int | None = None, lr: float = 1e-3,
-                 max_seconds: float | None = None, threads: int | None = None) -> None:
+                 batch_size: int | None = None, lr: float | None = None,
+                 max_seconds: float | None = None, threads: int | None = None,
+                 epsilon: float | None = None, delta: float | None = None,
+                 max_grad_norm: float = 1.0, codec_share: float = 0.3,
+                 dp_epochs: int = 60, public_categories: dict[str, list] | None = None
+                 ) -> None:
         checks = [(n_bins is None or 2 <= n_bins <= 1000, "n_bins", "in 2..1000"),
                   (1 <= max_discrete <= 10_000, "max_discrete", "in 1..10000"),
                   (rare_min >= 1, "rare_min", "≥ 1"),
                   (rare in ("sample", "mask"), "rare", "'sample' or 'mask'"),
-                  (8 <= hidden <= 2048, "hidden", "in 8..2048"),
+                  (hidden is None or 8 <= hidden <= 2048, "hidden", "in 8..2048"),
                   (0 <= dropout < 0.9, "dropout", "in [0, 0.9)"),
                   (0 <= order_mixing <= 1, "order_mixing", "in [0, 1]"),
                   (max_epochs >= 1, "max_epochs", "≥ 1"), (patience >= 1, "patience", "≥ 1"),
                   (0 < val_fraction < 0.5, "val_fraction", "in (0, 0.5)"),
                   (batch_size is None or batch_size >= 1, "batch_size", "≥ 1"),
-                  (lr > 0, "lr", "> 0"),
-                  (max_seconds is None or max_seconds > 0, "max_seconds", "> 0")]
+                  (lr is None or lr > 0, "lr", "> 0"),
+                  (max_seconds is None or max_seconds > 0, "max_seconds", "> 0"),
+                  (epsilon is None or epsilon > 0, "epsilon", "> 0 (math.inf: no privacy)"),
+                  (delta is None or 0 < delta < 1, "delta", "in (0, 1)"),
+                  (max_grad_norm > 0, "max_grad_norm", "> 0"),
+                  (0 < codec_share < 1, "codec_share", "in (0, 1)"),
+                  (dp_epochs >= 1, "dp_epochs", "≥ 1")]
         for ok, name, want in checks:
             if not ok:
                 raise ConfigError(f"autoregressive: {name} must be {want}", fields=(name,))
@@ -344,6 +441,18 @@ class AutoregressiveTable:
                            max_epochs=max_epochs, patience=patience, val_fraction=val_fraction,
                            batch_size=batch_size, lr=lr, max_seconds=max_seconds)
         self.threads = threads
+        self.epsilon = None if epsilon is None or math.isinf(epsilon) else float(epsilon)
+        private = self.epsilon is not None
+        # DP-SGD's noise grows with the number of weights: a narrower model, larger steps
+        self.params.update(hidden=hidden or (64 if private else 128),
+                           lr=lr or (3e-3 if private else 1e-3))
+        if private:
+            self.params.update(dropout=0.0)
+        self.dp_params = dict(delta=delta, max_grad_norm=max_grad_norm,
+                              codec_share=codec_share, dp_epochs=dp_epochs,
+                              public_categories={c: list(v) for c, v in
+                                                 (public_categories or {}).items()})
+        self.privacy = None  # the PrivacySpend of a private fit
         self._fitted = False
 
     # -- fitting ------------------------------------------------------------------------------
@@ -373,8 +482,27 @@ class AutoregressiveTable:
         self.constraints = [Constraint.parse(c, self.columns) for c in self.constraint_specs]
         self.dtypes = {c: df[c].dtype for c in self.columns}
         self.n_bins = p["n_bins"] or int(np.clip(round(math.sqrt(len(df)) / 3), 16, 64))
-        self.codec = _Codec(df, self.types, n_bins=self.n_bins, max_discrete=p["max_discrete"],
-                            rare_min=p["rare_min"], combos=self.fixed_combinations)
+        if self.epsilon is not None:
+            from synthloop.generate import dp
+
+            delta = self.dp_params["delta"] or 1 / (10 * len(df))
+            bs = p["batch_size"] or int(np.clip(len(df) // 4, 64, 1024))
+            q = min(1.0, bs / len(df))
+            planned = self.dp_params["dp_epochs"] * max(1, math.ceil(1 / q))
+            z_codec, z_sgd = dp.calibrate(self.epsilon, delta / 2,
+                                          self.dp_params["codec_share"], q, planned)
+            bad = [c for c in self.dp_params["public_categories"] if c not in self.columns]
+            if bad:
+                raise ConfigError(f"public_categories: no column '{bad[0]}'")
+            self.codec = private_codec(df, self.types, n_bins=self.n_bins,
+                                       combos=self.fixed_combinations, noise_multiplier=z_codec,
+                                       delta=delta / 2, dtypes=self.dtypes,
+                                       public_categories=self.dp_params["public_categories"],
+                                       rng=np.random.default_rng([seed, 1]))
+        else:
+            self.codec = _Codec(df, self.types, n_bins=self.n_bins,
+                                max_discrete=p["max_discrete"], rare_min=p["rare_min"],
+                                combos=self.fixed_combinations)
         if not self.codec.columns:
             raise InputError("the table has no column to model (all are ids)")
         tokens = self.codec.encode(df)
@@ -385,6 +513,8 @@ class AutoregressiveTable:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         self.net = _net(sizes, emb, p["hidden"], p["dropout"])
+        if self.epsilon is not None:
+            return self._fit_private(tokens, delta, z_codec, z_sgd, bs, seed, progress)
         perm = rng.permutation(len(tokens))
         n_val = max(1, int(round(len(tokens) * p["val_fraction"])))
         val = torch.as_tensor(tokens[perm[:n_val]])
@@ -429,6 +559,34 @@ class AutoregressiveTable:
         self._fitted = True
         progress.log(f"autoregressive: {self.epochs} epochs, held-out loss {best:.4f} nats/row "
                      f"({time.perf_counter() - t0:.1f} s)")
+        return self
+
+    def _fit_private(self, tokens: np.ndarray, delta: float, z_codec: float, z_sgd: float,
+                     batch_size: int, seed: int, progress: Progress) -> AutoregressiveTable:
+        """DP-SGD on every row for ``dp_epochs`` epochs (:mod:`synthloop.generate.dp`)."""
+        from synthloop.generate import dp
+
+        p, n = self.params, len(tokens)
+        q = min(1.0, batch_size / n)
+        t0 = time.perf_counter()
+        self.history, done = dp.dp_sgd(
+            self.net, tokens, lambda m, g: self._masks(m, g, p["order_mixing"]).permute(1, 0, 2),
+            epochs=self.dp_params["dp_epochs"], batch_size=batch_size, lr=p["lr"],
+            noise_multiplier=z_sgd, max_grad_norm=self.dp_params["max_grad_norm"], seed=seed,
+            progress=progress, max_seconds=p["max_seconds"])
+        self.privacy = dp.PrivacySpend(
+            epsilon=dp.rdp_epsilon([(z_codec, 1.0, 1), (z_sgd, q, done)], delta / 2),
+            delta=delta, codec_noise_multiplier=z_codec, noise_multiplier=z_sgd,
+            sample_rate=q, steps=done, epochs=len(self.history),
+            max_grad_norm=self.dp_params["max_grad_norm"])
+        self.net.eval()
+        self.epochs = len(self.history)
+        self.val_loss = None
+        self.n_fit = n
+        self._fitted = True
+        progress.log(f"autoregressive: ({self.privacy.epsilon:.3g}, {delta:.2g})-DP, "
+                     f"{self.epochs} epochs of DP-SGD (noise {z_sgd:.2f}, {done} steps; "
+                     f"encoding noise {z_codec:.1f}; {time.perf_counter() - t0:.1f} s)")
         return self
 
     def _masks(self, n: int, gen, mixing: float):
@@ -479,6 +637,10 @@ class AutoregressiveTable:
             h.update(repr((col.names, col.kind, col.size)).encode())
             if col.sorted_x is not None:
                 h.update(col.sorted_x.tobytes())
+            if col.grid_w is not None:
+                h.update(col.edges.tobytes() + col.grid_w.tobytes())
+        if self.privacy is not None:
+            h.update(repr(sorted(self.privacy.to_dict().items())).encode())
         return h.hexdigest()
 
     # -- sampling -----------------------------------------------------------------------------

@@ -46,14 +46,17 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
                      device: str = "cpu", dtype: str = "auto", privacy_filter: bool = False,
                      shard_size: int = 32,
                      progress: Progress | None = None, watermark: bool = False,
-                     key_file: str | Path | None = None) -> RunResult:
+                     key_file: str | Path | None = None, epsilon: float | None = None,
+                     delta: float | None = None) -> RunResult:
     """Generate ``n`` records with ``model`` from prompts, a taxonomy or a real table.
 
     ``out`` ending in ``.parquet``/``.jsonl`` gets one file; anything else becomes a folder of
     Parquet shards. The run's checkpoints live in ``run_dir`` (default ``OUT.run``): rerun
     the same command after an interruption to resume. ``watermark`` marks prompted text
     (key from ``SYNTHLOOP_WATERMARK_KEY`` or ``key_file``). ``dtype`` (``auto``, ``float32``,
-    ``bfloat16``) is what a local model decodes in.
+    ``bfloat16``) is what a local model decodes in. ``epsilon`` (and ``delta``) make a table
+    fit (ε, δ)-differentially private (:mod:`synthloop.generate.dp`); ε and δ are written in
+    every record's provenance.
     """
     if watermark and prompts is None:
         raise ConfigError("watermark applies to prompts generation",
@@ -64,6 +67,9 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
                           fields=("prompts", "taxonomy", "table"))
     if n < 1:
         raise ConfigError(f"n must be ≥ 1, got {n}", fields=("n",))
+    if (epsilon is not None or delta is not None) and table is None:
+        raise ConfigError("epsilon and delta apply to table generation",
+                          fields=("epsilon", "delta"))
     if dtype not in get_args(DecodeDtype):
         raise ConfigError(f"dtype must be {', '.join(get_args(DecodeDtype)[:-1])} or "
                           f"{get_args(DecodeDtype)[-1]}, got '{dtype}'", fields=("dtype",))
@@ -76,7 +82,9 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
                          api_key_env=api_key_env, device=device, dtype=dtype, chat=chat,
                          sampling=sampling, seed=seed, shard_size=shard_size,
                          privacy_filter=privacy_filter, watermark=watermark,
-                         key_file=key_file, progress=progress)
+                         key_file=key_file, progress=progress,
+                         privacy={k: v for k, v in (("epsilon", epsilon), ("delta", delta))
+                                  if v is not None})
     except BaseException:
         if fresh and not committed_work(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth resuming
@@ -85,7 +93,7 @@ def generate_dataset(model: str, *, n: int, out: str | Path, prompts: str | Path
 
 def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, table, template,
               base_url, api_key_env, device, dtype, chat, sampling, seed, shard_size,
-              privacy_filter, watermark, key_file, progress):
+              privacy_filter, watermark, key_file, progress, privacy):
     run_dir.mkdir(parents=True, exist_ok=True)
     sampling = sampling or PIPELINE_SAMPLING
     backend = BackendSpec(model=model, base_url=base_url, api_key_env=api_key_env,
@@ -113,7 +121,7 @@ def _generate(out: Path, run_dir: Path, n: int, *, model, prompts, taxonomy, tab
                               f"'{model}'", fields=("table", "model")) from None
         cfg["input"] = str(Path(table).resolve())
         cfg["shard_size"] = max(shard_size, n)
-        steps = [{"type": "table-synth", "n": n, "engine": model}]
+        steps = [{"type": "table-synth", "n": n, "engine": model, "options": privacy}]
         if privacy_filter:
             steps.append({"type": "privacy-filter"})
     cfg["steps"] = steps

@@ -96,6 +96,10 @@ class RelationalSynthesizer:
     def __init__(self, schema: RelationalSchema, *, model: str = "auto",
                  options: Mapping[str, object] | None = None) -> None:
         resolve_table_model(model, 1000)
+        if (options or {}).get("epsilon") is not None:
+            raise ConfigError("differential privacy (epsilon) is for single tables: linked "
+                              "tables need accounting per entity (all its rows), not yet built",
+                              fields=("epsilon",))
         self.schema = schema
         self.model = model
         self.options = dict(options or {})

@@ -20,13 +20,15 @@ TABLE_MODELS = ("auto", "autoregressive", "gaussian-copula", "sdv:NAME")
 AUTO_COPULA_BELOW = 100  # rows: fewer are too few to train and validate a network on
 
 
-def resolve_table_model(name: str, n_rows: int) -> str:
+def resolve_table_model(name: str, n_rows: int, *, private: bool = False) -> str:
     """The synthesizer ``name`` stands for on a table of ``n_rows`` rows: ``auto`` is
     ``gaussian-copula`` below :data:`AUTO_COPULA_BELOW` rows, else ``autoregressive``
-    (measured better or equal on every benchmark table: docs/tables.md); other names are
-    themselves, checked."""
+    (measured better or equal on every benchmark table: docs/tables.md), and always
+    ``autoregressive`` when ``private`` (an ε is given: only it has a DP fit); other names
+    are themselves, checked."""
     if name == "auto":
-        return "gaussian-copula" if n_rows < AUTO_COPULA_BELOW else "autoregressive"
+        return "gaussian-copula" if n_rows < AUTO_COPULA_BELOW and not private \
+            else "autoregressive"
     if name in ("autoregressive", "gaussian-copula") or (
             name.startswith("sdv:") and len(name) > 4):
         return name
@@ -41,7 +43,7 @@ def table_synthesizer(name: str, n_rows: int, *, column_types: dict[str, str] | 
     (:func:`resolve_table_model`), for a table of ``n_rows`` rows. ``options`` go to
     :class:`~synthloop.generate.autoregressive.AutoregressiveTable` (``max_seconds``,
     ``n_bins``, ...); the copula and SDV take none, nor fixed combinations."""
-    name = resolve_table_model(name, n_rows)
+    name = resolve_table_model(name, n_rows, private=options.get("epsilon") is not None)
     if name == "autoregressive":
         return AutoregressiveTable(column_types, constraints,
                                    fixed_combinations=fixed_combinations, **options)
@@ -76,13 +78,17 @@ class TableSynth(Step):
     constraints: list[str] = []
     fixed_combinations: list[list[str]] = []
     rebalance: dict[str, dict[str, float]] = {}
-    options: dict[str, float | int | str | None] = {}
+    options: dict[str, float | int | str | dict | None] = {}
 
     def preflight(self, base_dir) -> None:
-        try:
-            resolve_table_model(self.engine, AUTO_COPULA_BELOW)
+        try:  # engine and options checked before any data is read (an ε ≤ 0, a typo)
+            table_synthesizer(self.engine, AUTO_COPULA_BELOW, column_types=self.column_types,
+                              constraints=self.constraints,
+                              fixed_combinations=self.fixed_combinations, **self.options)
         except ConfigError as e:
             raise ConfigError(f"step {self.label}: {e}") from None
+        except TypeError as e:
+            raise ConfigError(f"step {self.label}: options: {e}") from None
 
     def apply(self, table: pa.Table, ctx: StepContext) -> StepOutput:
         df = content_frame(table)
@@ -93,7 +99,8 @@ class TableSynth(Step):
                                       **self.options)
         except TypeError as e:  # an unknown option name
             raise ConfigError(f"step {self.label}: options: {e}") from None
-        name = resolve_table_model(self.engine, len(df))
+        name = resolve_table_model(self.engine, len(df),
+                                   private=self.options.get("epsilon") is not None)
         if self.rebalance and name != "autoregressive":
             raise ConfigError(f"step {self.label}: rebalance needs the autoregressive model "
                               f"(engine is {name})")
@@ -111,7 +118,9 @@ class TableSynth(Step):
         if name == "autoregressive":
             params.update(fixed_combinations=self.fixed_combinations,
                           rebalance=self.rebalance, epochs=model.epochs,
-                          val_loss=round(model.val_loss, 6))
+                          val_loss=None if model.val_loss is None else round(model.val_loss, 6))
+            if model.privacy is not None:  # ε and δ travel with every record
+                params["differential_privacy"] = model.privacy.to_dict()
         gen = Generator(name, model.fingerprint(), params, ctx.seed)
         content = pa.Table.from_pandas(sample, preserve_index=False)
         return StepOutput(synthetic_records(content, generator=gen, parents=[[parent]] * n,
