@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from test_audit_cli import _one_error_line, _rendered_dom
 
 from synthloop.audit import audit
 from synthloop.audit.relational import audit_relational, read_tables
@@ -225,15 +226,6 @@ def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-def _one_error_line(r: subprocess.CompletedProcess, *needles: str) -> None:
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def _subset(tmp_path: Path, n_schools: int) -> Path:
     """The first ``n_schools`` schools of the fixture with their children and years, and a
     schema over them (CSV, Parquet and JSONL: every reader)."""
@@ -256,8 +248,6 @@ def _subset(tmp_path: Path, n_schools: int) -> Path:
 
 
 def test_generate_schema_then_audit_from_the_command_line(tmp_path):
-    from test_audit_cli import _rendered_dom
-
     real = _subset(tmp_path, 20)
     out = tmp_path / "syn"
     r = _cli("generate", "--model", "auto", "--schema", str(real), "--out", str(out),

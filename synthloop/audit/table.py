@@ -380,9 +380,12 @@ def tstr(train_on: pd.DataFrame, test_on: pd.DataFrame, target: str, types: dict
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.metrics import f1_score, r2_score
 
-    feats = {c: t for c, t in types.items() if c != target}
     train_on = train_on[train_on[target].notna()]
     test_on = test_on[test_on[target].notna()]
+    if len(train_on) < 2:  # a set without the target teaches nothing (a constant's R² is 0)
+        return 0.0
+    # a feature the training side never has (e.g. a column DP could not release) is no feature
+    feats = {c: t for c, t in types.items() if c != target and train_on[c].notna().any()}
     (xtr, xte), is_cat = _features([train_on, test_on], feats)
     if types[target] in _CONTINUOUS:
         model = HistGradientBoostingRegressor(max_iter=200, categorical_features=np.array(is_cat),

@@ -236,8 +236,12 @@ def _grid_values(col: _Column, t: np.ndarray, rng: np.random.Generator) -> np.nd
         rows = np.flatnonzero(t == b)
         lo, hi = int(bounds[b]), max(int(bounds[b + 1]), int(bounds[b]) + 1)
         w = col.grid_w[lo:hi]
-        if w.sum() <= 0:  # nothing was released about this column: the value is unknown
-            continue
+        if w.sum() <= 0:  # no released cell in this bin: the nearest released one
+            live = np.flatnonzero(col.grid_w > 0)
+            if not len(live):  # nothing was released about the column: unknown
+                continue
+            near = live[np.argmin(np.minimum(np.abs(live - lo), np.abs(live - (hi - 1))))]
+            lo, hi, w = int(near), int(near) + 1, np.ones(1)
         cell = lo + rng.choice(hi - lo, size=len(rows), p=w / w.sum())
         out[rows] = col.grid[cell] + rng.uniform(0, 1, len(rows)) * \
             (col.grid[cell + 1] - col.grid[cell])

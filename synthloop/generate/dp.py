@@ -7,7 +7,7 @@ Gaussian mechanisms, composed with opacus' Rényi-DP accountant:
 
 1. **The encoding** (about ``codec_share`` of ε). Nothing is read off the data directly:
    every modelled column is counted — categories over the values seen, numbers and dates on a
-   fixed public grid (20 cells per decade for numbers, 1e-8 … 1e15 either side of 0; calendar
+   fixed public grid (10 cells per decade for numbers, 1e-8 … 1e15 either side of 0; calendar
    months 1900–2100 for dates) — and all the counts are released at once with Gaussian noise
    (each row adds 1 to one cell of every column: L2 sensitivity √columns). A category is kept
    when its noisy count clears ``1 + σ · Φ⁻¹(1 − δ/2 / columns)`` (so that a value held by one
@@ -22,7 +22,7 @@ Gaussian mechanisms, composed with opacus' Rényi-DP accountant:
    dropout or reported loss (each would read the data outside the accountant): a fixed number
    of epochs.
 
-What it costs: coarser values (a grid cell is ~12% wide for numbers, a month for dates),
+What it costs: coarser values (a grid cell is ~26% wide for numbers, a month for dates),
 rare categories masked, and the noise of DP-SGD — measured in docs/tables.md.
 """
 
@@ -111,8 +111,8 @@ def calibrate(epsilon: float, delta: float, codec_share: float, sample_rate: flo
 
 
 def number_grid() -> np.ndarray:
-    """Cell edges of the public grid for numbers: 0, ±10^(k/20) for 1e-8 … 1e15."""
-    pos = 10.0 ** (np.arange(-160, 301) / 20)
+    """Cell edges of the public grid for numbers: 0, ±10^(k/10) for 1e-8 … 1e15."""
+    pos = 10.0 ** (np.arange(-80, 151) / 10)
     return np.concatenate([-pos[::-1], [0.0], pos])
 
 
@@ -147,12 +147,15 @@ def noisy_counts(values: pd.Series, sigma: float, cut: float, rng: np.random.Gen
 def noisy_grid_histogram(x: np.ndarray, grid: np.ndarray, sigma: float,
                          rng: np.random.Generator) -> np.ndarray:
     """Gaussian-noised counts of ``x`` (non-missing numbers) per grid cell (values outside the
-    grid go to its end cells); cells whose noisy count is below 2 σ are zeroed
-    (post-processing: the noise of thousands of empty cells would swamp the quantiles)."""
+    grid go to its end cells); cells whose noisy count is below ``σ · Φ⁻¹(1 − 0.05 / cells)``
+    are zeroed (post-processing: an empty cell survives with probability under 5% per
+    column, so noise does not invent far-off values, nor swamp the quantiles)."""
+    from scipy.stats import norm
+
     cell = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
     counts = np.bincount(cell, minlength=len(grid) - 1).astype(float)
     noisy = counts + rng.normal(0.0, sigma, len(counts))
-    return np.where(noisy >= 2 * sigma, noisy, 0.0)
+    return np.where(noisy >= sigma * float(norm.isf(0.05 / len(counts))), noisy, 0.0)
 
 
 def grid_bins(weights: np.ndarray, grid: np.ndarray, n_bins: int) -> np.ndarray:
