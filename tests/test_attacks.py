@@ -114,3 +114,13 @@ def test_the_audit_flags_five_percent_copied_rows(weather, seed):
     assert link.value > link.baseline and link.breakdown["low"] > 0
     assert set(r.data["attacks"]) == attack_names
     assert np.isfinite(r.metric("membership_auc").value)
+
+
+def test_inference_guesses_compare_with_pandas_missing_values():
+    """Peers write nullable dtypes (pd.NA): a missing guess or secret is right only when both
+    are missing, never an error."""
+    from synthloop.measures.attacks import _correct
+
+    guess = pd.Series(["a", pd.NA, "b", pd.NA], dtype="string")
+    secret = pd.Series(["a", "x", pd.NA, pd.NA], dtype="string")
+    assert _correct(guess, secret, False, 0.05).tolist() == [True, False, False, True]

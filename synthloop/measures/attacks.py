@@ -235,8 +235,11 @@ def _correct(guess: pd.Series, secret: pd.Series, continuous: bool, tolerance: f
         s = _as_float(secret)
         with np.errstate(invalid="ignore"):
             close = np.abs(g - s) <= tolerance * np.abs(s)
-    else:
-        close = guess.astype(object).to_numpy() == secret.astype(object).to_numpy()
+    else:  # compared where both are present: a pandas NA does not compare to anything
+        both = ~(g_na | s_na)
+        close = np.zeros(len(guess), dtype=bool)
+        close[both] = guess.astype(object).to_numpy()[both] == \
+            secret.astype(object).to_numpy()[both]
     return np.where(g_na | s_na, g_na & s_na, close)
 
 
