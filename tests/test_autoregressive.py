@@ -203,3 +203,13 @@ def test_cli_generate_table_with_the_autoregressive_model(tmp_path, penguins):
                                  "--n", "10", "--out", str(tmp_path / "x.parquet")])
     assert r.exit_code != 0 and "Traceback" not in r.output
     assert "--table needs --model auto, autoregressive" in r.output.replace("\n", " ")
+
+
+def test_threads_hold_for_the_fit_only(penguins):
+    """torch's thread count is process-wide: a fit with ``threads`` must give it back."""
+    import torch
+
+    before = torch.get_num_threads()
+    AutoregressiveTable(max_epochs=2, threads=1 if before > 1 else 2).fit(
+        penguins.iloc[:60], seed=0)
+    assert torch.get_num_threads() == before

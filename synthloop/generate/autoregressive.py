@@ -462,6 +462,20 @@ class AutoregressiveTable:
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, df: pd.DataFrame, *, seed: int = 0,
             progress: Progress | None = None) -> AutoregressiveTable:
+        """Fit on ``df`` (seeded). ``threads`` holds for this fit only: torch's thread count
+        is restored afterwards (it is process-wide state)."""
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._fit(df, seed=seed, progress=progress)
+        finally:
+            torch.set_num_threads(before)
+
+    def _fit(self, df: pd.DataFrame, *, seed: int, progress: Progress | None
+             ) -> AutoregressiveTable:
         import torch
 
         progress = progress or NullProgress()
@@ -512,8 +526,6 @@ class AutoregressiveTable:
         tokens = self.codec.encode(df)
         sizes = [c.size for c in self.codec.columns]
         emb = [max(2, min(24, round(1.6 * v ** 0.56))) for v in sizes]
-        if self.threads:
-            torch.set_num_threads(self.threads)
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         self.net = _net(sizes, emb, p["hidden"], p["dropout"])
