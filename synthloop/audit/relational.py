@@ -39,7 +39,13 @@ from synthloop.errors import InputError
 from synthloop.measures.accuracy import SharedBins, binned_accuracy
 from synthloop.measures.columns import as_datetimes, infer_column_types
 from synthloop.progress import NullProgress, Progress
-from synthloop.records.relational import RelationalSchema, TableSpec, read_schema
+from synthloop.records.relational import (
+    RelationalSchema,
+    TableSpec,
+    event_gaps,
+    event_times,
+    read_schema,
+)
 
 Frames = Mapping[str, pd.DataFrame]
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -138,10 +144,8 @@ def _sorted_events(t: TableSpec, df: pd.DataFrame, types: dict[str, str]) -> pd.
 
 
 def _gaps(t: TableSpec, events: pd.DataFrame, is_date: bool) -> pd.Series:
-    o = events[t.order_by]
-    x = o.astype("datetime64[ns]").astype("int64") / 1e9 if is_date else pd.to_numeric(o)
-    return x.groupby(events[t.foreign_key].to_numpy(), sort=False).diff().dropna() \
-        .reset_index(drop=True)
+    return event_gaps(event_times(events[t.order_by], is_date),
+                      events[t.foreign_key].to_numpy()).dropna().reset_index(drop=True)
 
 
 def _pair_accuracy(train: pd.DataFrame, other: pd.DataFrame, types: dict[str, str],

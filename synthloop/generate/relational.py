@@ -43,7 +43,13 @@ from synthloop.generate.autoregressive import AutoregressiveTable
 from synthloop.generate.tables import resolve_table_model, table_synthesizer
 from synthloop.measures.columns import as_datetimes, infer_column_types
 from synthloop.progress import NullProgress, Progress
-from synthloop.records.relational import RESERVED_PREFIXES, RelationalSchema, TableSpec
+from synthloop.records.relational import (
+    RESERVED_PREFIXES,
+    RelationalSchema,
+    TableSpec,
+    event_gaps,
+    event_times,
+)
 
 POS, GAP, START = "__pos", "__gap", "__start"
 PREV = RESERVED_PREFIXES[1]
@@ -59,11 +65,6 @@ def count_column(child: str) -> str:
 def _attributes(t: TableSpec, df: pd.DataFrame, types: dict[str, str]) -> list[str]:
     """The columns a table's model learns (not its link columns, not id-typed ones)."""
     return [c for c in df.columns if c not in t.link_columns and types[c] != "id"]
-
-
-def _numeric_time(s: pd.Series, is_date: bool) -> np.ndarray:
-    return (s.astype("datetime64[ns]").astype("int64").to_numpy(float) / 1e9 if is_date
-            else pd.to_numeric(s).to_numpy(float))
 
 
 @dataclass
@@ -138,8 +139,7 @@ class RelationalSynthesizer:
             for c in attrs:
                 seq[PREV + c] = g[c].shift(1).to_numpy()
             is_date = types[t.order_by] == "datetime"
-            time = pd.Series(_numeric_time(df[t.order_by], is_date))
-            gap = time.groupby(df[t.foreign_key].to_numpy(), sort=False).diff()
+            gap = event_gaps(event_times(df[t.order_by], is_date), df[t.foreign_key].to_numpy())
             seq[START] = df[t.order_by].where(pos == 0).to_numpy()
             seq[GAP] = gap.to_numpy()
             parts.append(pd.DataFrame(seq))
@@ -322,7 +322,7 @@ class RelationalSynthesizer:
             out = f.model.sample(len(idx), seed=int(rng.integers(2 ** 31)), conditions=cond)
             out = self._complete_time(f, out, cond, START if step == 0 else GAP, rng)
             if step == 0:
-                time = _numeric_time(out[START], f.time_is_date)
+                time = event_times(out[START], f.time_is_date)
             else:
                 gap = np.nan_to_num(pd.to_numeric(out[GAP]).to_numpy(float), nan=0.0)
                 time = prev_time + np.clip(gap, 0, None)

@@ -260,6 +260,19 @@ class RelationalSchema:
         return train, hold
 
 
+def event_times(s: pd.Series, is_date: bool) -> np.ndarray:
+    """An order column as float numbers: seconds since the epoch for dates, else the values."""
+    return (s.astype("datetime64[ns]").astype("int64").to_numpy(float) / 1e9 if is_date
+            else pd.to_numeric(s).to_numpy(float))
+
+
+def event_gaps(times: np.ndarray, entity: np.ndarray) -> pd.Series:
+    """Time since the same entity's previous row (rows in time order within each entity; NaN
+    on an entity's first row). Shared by the synthesizer (what it learns) and the audit (what
+    it compares)."""
+    return pd.Series(times).groupby(entity, sort=False).diff()
+
+
 def _py(v: object) -> object:
     """A numpy scalar as the Python value it holds (so messages read ``9``, not
     ``np.int64(9)``)."""
